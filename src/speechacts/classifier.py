@@ -1,0 +1,114 @@
+"""One interface for every model family: fit, predict, predict_proba, save, load.
+
+A saved model is a directory holding `speechacts.json` (family, labels, resolved config,
+package versions) next to the family's own files. `load_model(path)` reads that file and
+hands the directory to the right family, so inference never asks which family it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechacts.errors import ModelError
+from speechacts.labels import LABELS
+
+META_FILE = "speechacts.json"
+FORMAT_VERSION = 1
+PACKAGES = ("speechacts", "scikit-learn", "skops", "torch", "transformers", "datasets", "mlflow", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+class Classifier:
+    """Base of the model families. Subclasses implement fit, predict_proba, _save, _load."""
+
+    family = "base"
+    classes_: tuple[str, ...] = LABELS
+
+    def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> Classifier:
+        """Fit on texts; families that train in epochs score eval_set and call log_metrics(dict, step)."""
+        raise NotImplementedError
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """(n, 5) probabilities, columns in `classes_` order."""
+        raise NotImplementedError
+
+    def predict(self, texts: list[str]) -> list[str]:
+        proba = self.predict_proba(texts)
+        return [LABELS[i] for i in proba.argmax(axis=1)]
+
+    def save(self, path: str | Path, config: dict[str, Any] | None = None) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self._save(path)
+        meta = {"format_version": FORMAT_VERSION, "family": self.family, "labels": list(LABELS),
+                "config": config or {}, "versions": package_versions()}
+        (path / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return path
+
+    def _save(self, path: Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _load(cls, path: Path, meta: dict[str, Any]) -> Classifier:
+        raise NotImplementedError
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    meta_path = path / META_FILE
+    if not path.is_dir():
+        raise ModelError(f"{path}: model directory not found")
+    if not meta_path.is_file():
+        raise ModelError(f"{path}: not a speechacts model (no {META_FILE}); pass a directory written by "
+                         "`speechacts train` or a runs:/ or models:/ URI")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{meta_path}: unreadable model metadata: {exc}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{path}: saved with model format {meta.get('format_version')!r} by speechacts "
+                         f"{meta.get('versions', {}).get('speechacts', '?')}; this speechacts reads format "
+                         f"{FORMAT_VERSION}: retrain it or install the version that saved it")
+    if tuple(meta.get("labels", ())) != LABELS:
+        raise ModelError(f"{path}: saved with labels {meta.get('labels')}, this speechacts uses {list(LABELS)}")
+    return meta
+
+
+def family_class(family: str) -> type[Classifier]:
+    """The Classifier subclass of a family; heavy imports happen only for the family asked for."""
+    if family == "baseline":
+        from speechacts.models.baseline import BaselineClassifier
+        return BaselineClassifier
+    if family == "transformer":
+        from speechacts.models.transformer import TransformerClassifier
+        return TransformerClassifier
+    if family == "embeddings":
+        from speechacts.models.embeddings import EmbeddingsClassifier
+        return EmbeddingsClassifier
+    raise ModelError(f"unknown model family {family!r}; expected baseline, transformer or embeddings")
+
+
+def load_model(path: str | Path) -> Classifier:
+    """Load a saved model directory of any family."""
+    path = Path(path)
+    meta = read_meta(path)
+    return family_class(meta["family"])._load(path, meta)
+
+
+def build(model_cfg: Any, seed: int) -> Classifier:
+    """A fresh, unfitted classifier for a model config section."""
+    return family_class(model_cfg.family)(model_cfg, seed)

@@ -1,0 +1,131 @@
+"""`speechacts` command line: one subcommand per job; each calls a plain run() function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from speechacts.errors import SpeechactsError
+
+DEFAULT_RECIPE = Path("configs/baseline.yaml")
+DEFAULT_EXPERIMENT = Path("experiments/default.yaml")
+
+
+def data_config(args: argparse.Namespace):
+    """The data section of --config (default configs/baseline.yaml) with overrides."""
+    from speechacts.config import DataConfig, load_config
+
+    if args.config is None and not DEFAULT_RECIPE.is_file():
+        return DataConfig()
+    return load_config(args.config or DEFAULT_RECIPE, args.overrides).data
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from speechacts import prepare
+
+    cfg = data_config(args)
+    if args.add_missing:
+        added = prepare.add_missing_rows(cfg)
+        print(f"added {added} row(s) with blank labels to {cfg.test[0]} and {cfg.excluded}; label them, "
+              "then run `speechacts prepare` again")
+        return 0
+    _, card = prepare.run(cfg)
+    print(card)
+    print(f"wrote {prepare.PREPARED_DIR}/sentences.jsonl and {prepare.PREPARED_DIR}/DATA_CARD.md")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from speechacts.data import validate
+
+    corpus = validate(data_config(args))
+    print(f"ok: {len(corpus.train)} training rows, {len(corpus.test)} test rows, "
+          f"{len(corpus.excluded)} left-out lines")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from speechacts.config import load_config
+
+    print(load_config(args.recipe, args.overrides).to_yaml(), end="")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from speechacts import train
+    from speechacts.config import load_config
+
+    train.run(load_config(args.recipe, args.overrides))
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from speechacts import experiment
+
+    experiment.run(args.experiment, args.overrides)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from speechacts import compare
+
+    compare.run(args.experiment, tracking_uri=args.tracking_uri)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from speechacts import predict
+
+    return predict.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechacts", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, func, help_ in (("prepare", cmd_prepare, "validate the labels, segment the seeds, print the data card"),
+                              ("validate", cmd_validate, "validate the label files against the seed articles")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", type=Path, default=None, help=f"recipe whose data section to use (default {DEFAULT_RECIPE})")
+        p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.train=[data/authored.csv]")
+        p.set_defaults(func=func)
+    sub.choices["prepare"].add_argument("--add-missing", action="store_true",
+                                        help="append unlabelled seed sentences and left-out lines to the data files")
+
+    for name, func, help_ in (("config", cmd_config, "print a recipe's resolved config"),
+                              ("train", cmd_train, "train and evaluate one recipe, tracked in MLflow")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("recipe", type=Path, help="a YAML recipe in configs/")
+        p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.C=3 evaluation.folds=10")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("experiment", help="run every recipe of an experiment file, then compare them")
+    p.add_argument("experiment", type=Path, nargs="?", default=DEFAULT_EXPERIMENT)
+    p.add_argument("overrides", nargs="*", help="dotted overrides applied to every recipe")
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("compare", help="print an experiment's runs side by side, with paired tests")
+    p.add_argument("experiment", nargs="?", default=None, help="MLflow experiment name (default: the config's)")
+    p.add_argument("--tracking-uri", default=None)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("predict", help="label sentences or an article with a saved classifier")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpeechactsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

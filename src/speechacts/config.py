@@ -1,0 +1,189 @@
+"""Typed run configuration: YAML file + dotted overrides -> one validated `Config`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from speechacts.errors import ConfigError
+
+FAMILIES = ("baseline", "transformer", "embeddings")
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+class Strict(BaseModel):
+    """A config section: unknown keys and wrong types are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class DataConfig(Strict):
+    train: list[Path] = [Path("data/authored.csv")]
+    test: list[Path] = [Path("data/seed_labels.csv")]
+    seeds_dir: Path = Path("seeds")
+    excluded: Path = Path("data/seed_excluded.csv")
+    topics: list[str] | None = None  # keep only these topics of the training rows
+    include_hard: bool = True
+
+
+class EvaluationConfig(Strict):
+    folds: int = Field(5, ge=2)
+    repeats: int = Field(2, ge=1)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+
+class BaselineModel(Strict):
+    family: Literal["baseline"] = "baseline"
+    word_ngram_range: tuple[int, int] = (1, 2)
+    char_ngram_range: tuple[int, int] = (2, 5)
+    word_min_df: int = Field(1, ge=1)
+    char_min_df: int = Field(1, ge=1)
+    sublinear_tf: bool = True
+    max_features: int | None = Field(None, ge=1)
+    C: float = Field(10.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
+    max_iter: int = Field(2000, ge=1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> BaselineModel:
+        for key in ("word_ngram_range", "char_ngram_range"):
+            low, high = getattr(self, key)
+            if not 1 <= low <= high:
+                raise ValueError(f"{key} must be [low, high] with 1 <= low <= high, got {[low, high]}")
+        return self
+
+
+class TransformerModel(Strict):
+    family: Literal["transformer"] = "transformer"
+    pretrained: str = PACKAGED_MINILM  # the packaged MiniLM, a local directory, or a hub id
+    learning_rate: float = Field(5e-5, gt=0)
+    epochs: float = Field(8, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(64, ge=8)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    class_weighting: bool = True
+    save_checkpoints: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class EmbeddingsModel(Strict):
+    family: Literal["embeddings"] = "embeddings"
+    pretrained: str = PACKAGED_MINILM
+    max_length: int = Field(128, ge=8)
+    batch_size: int = Field(64, ge=1)
+    C: float = Field(10.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
+    max_iter: int = Field(2000, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+ModelConfig = Annotated[
+    BaselineModel | TransformerModel | EmbeddingsModel, Field(discriminator="family")
+]
+
+
+class TrackingConfig(Strict):
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the cwd
+    experiment: str = "speechacts"
+    registered_model: str | None = "speechacts-classifier"  # null: log the model, register nothing
+
+
+class Config(Strict):
+    name: str
+    seed: int = 13
+    data: DataConfig = DataConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    model: ModelConfig
+    tracking: TrackingConfig = TrackingConfig()
+    output_dir: Path = Path("outputs")
+
+    def flat(self) -> dict[str, Any]:
+        """The config as {dotted.key: value}, for MLflow params."""
+        return flatten(self.model_dump(mode="json"))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {dotted.key: leaf}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, or raise ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(tree).__name__}")
+    return tree
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each `dotted.key=value` (value parsed as YAML) in a copy of tree."""
+    tree = yaml.safe_load(yaml.safe_dump(tree))  # deep copy
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r}: expected dotted.key=value, e.g. training.epochs=3")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[leaf] = value
+    return tree
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a recipe, apply overrides, validate once; errors name the file and dotted key."""
+    path = Path(path)
+    tree = apply_overrides(read_yaml(path), list(overrides))
+    tree.setdefault("name", path.stem)
+    if isinstance(tree.get("model"), dict):
+        tree["model"].setdefault("family", "baseline")
+    return validate(tree, origin=str(path) + (f" (overrides: {' '.join(overrides)})" if overrides else ""))
+
+
+def validate(tree: dict[str, Any], origin: str) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        problems = [describe(err) for err in exc.errors()]
+        raise ConfigError(f"{origin}: invalid config\n  " + "\n  ".join(problems)) from None
+
+
+def describe(err: dict[str, Any]) -> str:
+    """One pydantic error -> 'dotted.key: what is wrong'."""
+    loc = [str(part) for part in err["loc"]]
+    if len(loc) > 1 and loc[0] == "model" and loc[1] in FAMILIES:
+        loc.pop(1)  # the discriminated union adds the family as a path element
+    key = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    if kind == "missing":
+        return f"{key}: missing required key"
+    if kind == "union_tag_invalid":
+        return f"{key}.family: unknown family {err['input'].get('family')!r}; expected one of {', '.join(FAMILIES)}"
+    if kind == "model_attributes_type":
+        return f"{key}: expected a section of keys, got {err['input']!r}"
+    return f"{key}: {err['msg']} (got {err['input']!r})"

@@ -1,0 +1,21 @@
+"""Exceptions for mistakes a user can make; the CLI prints them without a traceback."""
+
+
+class SpeechactsError(Exception):
+    """A user-facing error: the message says what is wrong and what would be right."""
+
+
+class ConfigError(SpeechactsError):
+    """A config file or override is invalid."""
+
+
+class DataError(SpeechactsError):
+    """A data file, seed article or label row is invalid."""
+
+
+class ModelError(SpeechactsError):
+    """A model cannot be found, loaded or used."""
+
+
+class TrackingError(SpeechactsError):
+    """The MLflow tracking store cannot be reached or written."""

@@ -1,0 +1,131 @@
+"""The evaluation protocol every model family shares.
+
+- Folds: repeated stratified k-fold, seeded; the assignment depends only on the rows, the
+  labels and the seed, so every family given the same data and seed gets the same folds.
+- Metrics: macro-F1 (headline), accuracy, balanced accuracy, per-label precision/recall/F1,
+  always over the fixed label list, with zero division scored 0.
+- Intervals over folds: the corrected resampled t interval (Nadeau & Bengio, 2003). Folds
+  share training data, so the plain standard error is too small; the variance is inflated
+  by (1/J + n_test/n_train) for J = folds x repeats fold scores.
+- Intervals on one test set (the seed article): percentile bootstrap over its sentences.
+- Paired comparison of two runs on identical folds: the corrected resampled t-test on the
+  per-fold differences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_recall_fscore_support,
+)
+from sklearn.model_selection import RepeatedStratifiedKFold
+
+from speechacts.errors import DataError
+from speechacts.labels import LABELS
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Fold:
+    repeat: int
+    fold: int
+    train: np.ndarray
+    test: np.ndarray
+
+
+def make_folds(labels: list[str], n_folds: int, repeats: int, seed: int) -> list[Fold]:
+    """Repeated stratified k-fold; refuses a label with fewer examples than folds."""
+    count = Counter(labels)
+    too_few = {label: n for label, n in count.items() if n < n_folds}
+    if too_few:
+        listed = ", ".join(f"{label} ({n})" for label, n in sorted(too_few.items()))
+        raise DataError(f"evaluation.folds={n_folds} needs at least {n_folds} examples of every label, "
+                        f"but these have fewer: {listed}; lower evaluation.folds or add data")
+    splitter = RepeatedStratifiedKFold(n_splits=n_folds, n_repeats=repeats, random_state=seed)
+    y = np.asarray(labels)
+    return [Fold(i // n_folds, i % n_folds, train, test)
+            for i, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y))]
+
+
+def fold_table(ids: list[str], folds: list[Fold]) -> list[dict]:
+    """One row per (id, repeat): the fold that held the sentence out."""
+    return [{"id": ids[i], "repeat": f.repeat, "fold": f.fold} for f in folds for i in f.test]
+
+
+def folds_digest(ids: list[str], folds: list[Fold]) -> str:
+    """A short hash of the fold assignment: equal digests mean runs compare pair by pair."""
+    text = "\n".join(f"{r['id']}\t{r['repeat']}\t{r['fold']}" for r in sorted(
+        fold_table(ids, folds), key=lambda r: (r["repeat"], r["id"])))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float]:
+    """Headline and per-label metrics over the fixed label list; absent labels do not crash."""
+    labels = list(LABELS)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    out = {
+        "macro_f1": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+        "accuracy": accuracy_score(y_true, y_pred),
+        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred) if len(set(y_true)) > 1 else
+        accuracy_score(y_true, y_pred),
+    }
+    for i, label in enumerate(labels):
+        out[f"precision_{label}"] = float(precision[i])
+        out[f"recall_{label}"] = float(recall[i])
+        out[f"f1_{label}"] = float(f1[i])
+    return {key: float(value) for key, value in out.items()}
+
+
+def corrected_interval(values: list[float], test_fraction: float, confidence: float) -> tuple[float, float, float]:
+    """(mean, low, high) of fold scores with the Nadeau-Bengio corrected variance."""
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, mean, mean
+    ratio = test_fraction / (1 - test_fraction)
+    se = np.sqrt((1 / len(x) + ratio) * x.var(ddof=1))
+    half = float(stats.t.ppf((1 + confidence) / 2, df=len(x) - 1) * se)
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
+
+
+def bootstrap_interval(y_true: list[str], y_pred: list[str], confidence: float,
+                       seed: int) -> dict[str, tuple[float, float, float]]:
+    """(value, low, high) per metric on one test set, by percentile bootstrap over sentences."""
+    point = scores(y_true, y_pred)
+    rng = np.random.default_rng(seed)
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    draws = [scores(list(t[idx]), list(p[idx]))
+             for idx in (rng.integers(0, len(t), len(t)) for _ in range(BOOTSTRAP_RESAMPLES))]
+    alpha = (1 - confidence) / 2
+    return {key: (value, float(np.quantile([d[key] for d in draws], alpha)),
+                  float(np.quantile([d[key] for d in draws], 1 - alpha))) for key, value in point.items()}
+
+
+def summarise_folds(fold_scores: list[dict[str, float]], test_fraction: float,
+                    confidence: float) -> dict[str, tuple[float, float, float]]:
+    """(mean, low, high) per metric over folds."""
+    return {key: corrected_interval([s[key] for s in fold_scores], test_fraction, confidence)
+            for key in fold_scores[0]}
+
+
+def paired_test(a: list[float], b: list[float], test_fraction: float) -> tuple[float, float]:
+    """Corrected resampled t-test of mean(a - b) over identical folds: (mean difference, p-value)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if len(d) < 2:
+        return float(d.mean()), float("nan")
+    var = d.var(ddof=1)
+    if var == 0:
+        return float(d.mean()), 1.0 if d.mean() == 0 else 0.0
+    ratio = test_fraction / (1 - test_fraction)
+    t = d.mean() / np.sqrt((1 / len(d) + ratio) * var)
+    return float(d.mean()), float(2 * stats.t.sf(abs(t), df=len(d) - 1))

@@ -1,0 +1,81 @@
+"""TF-IDF word and character n-grams -> LogisticRegression, one named-step Pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from speechacts.classifier import Classifier
+from speechacts.config import BaselineModel
+from speechacts.errors import ModelError
+from speechacts.labels import LABELS
+
+MODEL_FILE = "pipeline.skops"
+
+
+def make_pipeline(cfg: BaselineModel, seed: int) -> Pipeline:
+    features = FeatureUnion([
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=tuple(cfg.word_ngram_range), min_df=cfg.word_min_df,
+                                 sublinear_tf=cfg.sublinear_tf, max_features=cfg.max_features,
+                                 lowercase=True, strip_accents="unicode")),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(cfg.char_ngram_range), min_df=cfg.char_min_df,
+                                 sublinear_tf=cfg.sublinear_tf, max_features=cfg.max_features,
+                                 lowercase=True, strip_accents="unicode")),
+    ])
+    clf = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter, random_state=seed)
+    return Pipeline([("features", features), ("classifier", clf)])
+
+
+def aligned_proba(proba: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Reorder probability columns to LABELS; a label unseen in training gets 0."""
+    out = np.zeros((proba.shape[0], len(LABELS)))
+    for j, label in enumerate(classes):
+        out[:, LABELS.index(label)] = proba[:, j]
+    return out
+
+
+class BaselineClassifier(Classifier):
+    family = "baseline"
+
+    def __init__(self, cfg: BaselineModel | None = None, seed: int = 0, pipeline: Pipeline | None = None):
+        self.cfg = cfg
+        self.seed = seed
+        self.pipeline_ = pipeline
+
+    def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> BaselineClassifier:
+        self.pipeline_ = make_pipeline(self.cfg or BaselineModel(), self.seed).fit(list(texts), list(labels))
+        return self
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        if self.pipeline_ is None:
+            raise ModelError("the baseline classifier is not fitted; call fit() or load a saved model")
+        proba = self.pipeline_.predict_proba(list(texts))
+        return aligned_proba(proba, list(self.pipeline_.classes_))
+
+    def _save(self, path: Path) -> None:
+        import skops.io as sio
+
+        sio.dump(self.pipeline_, path / MODEL_FILE)
+
+    @classmethod
+    def _load(cls, path: Path, meta: dict[str, Any]) -> BaselineClassifier:
+        import skops.io as sio
+
+        file = path / MODEL_FILE
+        try:
+            untrusted = sio.get_untrusted_types(file=file)
+            unexpected = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
+            if unexpected:
+                raise ModelError(f"{file}: refuses to load unexpected types {unexpected}")
+            pipeline = sio.load(file, trusted=untrusted)
+        except ModelError:
+            raise
+        except Exception as exc:  # skops raises many kinds for a file from another version
+            raise ModelError(f"{file}: cannot load the pipeline ({type(exc).__name__}: {exc}); it was saved "
+                             f"with scikit-learn {meta['versions'].get('scikit-learn', '?')}: retrain it") from None
+        return cls(pipeline=pipeline)

@@ -1,0 +1,77 @@
+"""Figures logged with every run and written by `compare`. matplotlib only, Agg backend."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from speechacts.labels import LABELS
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_figure(y_true: list[str], y_pred: list[str], title: str):
+    """Counts and row-normalised confusion matrices side by side."""
+    from sklearn.metrics import confusion_matrix
+
+    plt = _pyplot()
+    counts = confusion_matrix(y_true, y_pred, labels=list(LABELS))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, matrix, name, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "normalised by true label", ".2f")):
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
+        ax.set_yticks(range(len(LABELS)), LABELS)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name)
+        high = matrix.max() / 2 if matrix.max() else 1
+        for i in range(len(LABELS)):
+            for j in range(len(LABELS)):
+                ax.text(j, i, format(matrix[i, j], fmt), ha="center", va="center",
+                        color="white" if matrix[i, j] > high else "black")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def per_label_f1_figure(summary: dict[str, tuple[float, float, float]], title: str):
+    """Per-label F1 with its interval, from `summarise_folds` output."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    means = [summary[f"f1_{label}"][0] for label in LABELS]
+    lows = [summary[f"f1_{label}"][0] - summary[f"f1_{label}"][1] for label in LABELS]
+    highs = [summary[f"f1_{label}"][2] - summary[f"f1_{label}"][0] for label in LABELS]
+    ax.bar(LABELS, means, yerr=[lows, highs], capsize=4, color="tab:blue")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1 (mean over folds, 95% CI)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figure(names: list[str], means: list[float], lows: list[float], highs: list[float],
+                      seed_scores: list[float | None], title: str):
+    """Cross-validated macro-F1 with intervals per run, and the real-text score as a marker."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names)), 4.5))
+    x = np.arange(len(names))
+    ax.bar(x, means, yerr=[np.subtract(means, lows), np.subtract(highs, means)], capsize=4,
+           color="tab:blue", label="cross-validated macro-F1 (95% CI)")
+    seeds = [(i, s) for i, s in enumerate(seed_scores) if s is not None]
+    if seeds:
+        ax.scatter([i for i, _ in seeds], [s for _, s in seeds], color="tab:red", zorder=3,
+                   label="seed article macro-F1")
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,127 @@
+"""Everything that talks to MLflow: runs, metrics, artifacts, the dataset, the model registry.
+
+Layout of one training job: a parent run (params = flattened resolved config; tags = family,
+recipe, git commit, package versions; metrics = aggregates `cv_<metric>` with `_ci_low` and
+`_ci_high`, `seed_<metric>` for the real-text check, `ref_*` for the references) and one
+child run per fold with the same metric names, unprefixed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from speechacts.config import TrackingConfig
+from speechacts.errors import TrackingError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SERVING_CODE = PACKAGE_DIR / "serving.py"
+
+
+def tracking_uri(cfg: TrackingConfig) -> str:
+    """The config's URI, else $MLFLOW_TRACKING_URI, else MLflow's default (./mlflow.db)."""
+    return cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+
+
+def connect(cfg: TrackingConfig) -> str:
+    """Point MLflow at the store and select the experiment; refuse an unusable store clearly."""
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise TrackingError(f"tracking store {uri}: folder {folder} is missing or not writable; set "
+                                "tracking.uri (or MLFLOW_TRACKING_URI) to a writable sqlite:/// path or a server")
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.set_experiment(cfg.experiment)
+    except (MlflowException, OSError, Exception) as exc:  # a server that is down raises from requests
+        raise TrackingError(f"tracking store {uri} is unreachable or not writable: "
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+    return experiment.experiment_id
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=PACKAGE_DIR)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=PACKAGE_DIR).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@contextmanager
+def run(name: str, tags: dict[str, str] | None = None, nested: bool = False) -> Iterator[str]:
+    """A run that ends FINISHED, or FAILED when the body raises; yields the run id."""
+    with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active:
+        yield active.info.run_id
+
+
+def log_params(params: dict[str, Any]) -> None:
+    mlflow.log_params({key: str(value)[:6000] for key, value in params.items()})
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics({key: float(value) for key, value in metrics.items()}, step=step)
+
+
+def log_dataset(frame, name: str, source: str, context: str) -> str:
+    """Log a pandas frame as an MLflow dataset input; returns its digest."""
+    dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets="label")
+    mlflow.log_input(dataset, context=context)
+    return dataset.digest
+
+
+def log_text(text: str, path: str) -> None:
+    mlflow.log_text(text, path)
+
+
+def log_dict(obj: Any, path: str) -> None:
+    mlflow.log_dict(obj, path)
+
+
+def log_figure(figure, path: str) -> None:
+    mlflow.log_figure(figure, path)
+
+
+def log_frame(frame, path: str) -> None:
+    """A DataFrame as a CSV artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / Path(path).name
+        frame.to_csv(file, index=False)
+        mlflow.log_artifact(str(file), str(Path(path).parent) if Path(path).parent != Path(".") else None)
+
+
+def pip_requirements() -> list[str]:
+    """What the logged model needs; explicit, since MLflow's inferred list wants torchvision."""
+    from speechacts.classifier import package_versions
+
+    versions = package_versions()
+    names = {"mlflow": "mlflow", "scikit-learn": "scikit-learn", "skops": "skops", "numpy": "numpy",
+             "torch": "torch", "transformers": "transformers"}
+    reqs = [f"{pkg}=={versions[key]}" for key, pkg in names.items() if key in versions]
+    return reqs + ["pysbd", "pydantic>=2", "pyyaml", "pandas", "safetensors"]
+
+
+def log_model(model_dir: Path, input_example, signature, registered_model: str | None) -> Any:
+    """Log a saved classifier directory as a pyfunc model (code included), optionally registered."""
+    try:
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=str(SERVING_CODE), artifacts={"model_dir": str(model_dir)},
+            code_paths=[str(PACKAGE_DIR)], signature=signature, input_example=input_example,
+            pip_requirements=pip_requirements(), registered_model_name=registered_model)
+    except MlflowException as exc:
+        raise TrackingError(f"could not log the model: {exc}") from None
+
+
+def set_alias(registered_model: str, alias: str, version: str | int) -> None:
+    mlflow.MlflowClient().set_registered_model_alias(registered_model, alias, str(version))

@@ -1,0 +1,234 @@
+"""The train job: cross-validate one recipe, score the seed articles, fit and log the final model.
+
+Order: seed, data, folds, tracking, cross-validation (with references), final model and
+real-text check, save and register. Everything lands in one MLflow parent run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from speechacts import evaluation, tracking
+from speechacts.classifier import build, package_versions
+from speechacts.config import Config
+from speechacts.data import Row, select, validate
+from speechacts.labels import LABELS
+from speechacts.prepare import data_card
+
+REFERENCES = ("majority", "stratified")
+SUMMARY_METRICS = ("macro_f1", "accuracy", "balanced_accuracy")
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    name: str
+    family: str
+    cv: dict[str, tuple[float, float, float]]
+    seed_scores: dict[str, tuple[float, float, float]]
+    fold_scores: list[dict[str, float]]
+    references: dict[str, dict[str, tuple[float, float, float]]]
+    model_dir: Path
+    model_uri: str
+    model_version: str | None
+    seconds: float
+    oof: list[dict] = field(repr=False, default_factory=list)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def reference_predictions(kind: str, train_labels: list[str], n_test: int, seed: int) -> list[str]:
+    """Majority class, or labels drawn at random with the training label frequencies."""
+    from sklearn.dummy import DummyClassifier
+
+    strategy = "most_frequent" if kind == "majority" else "stratified"
+    dummy = DummyClassifier(strategy=strategy, random_state=seed).fit(np.zeros((len(train_labels), 1)), train_labels)
+    return list(dummy.predict(np.zeros((n_test, 1))))
+
+
+def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]):
+    """One child run per fold; returns fold scores, reference fold scores and OOF rows."""
+    texts = [r.text for r in rows]
+    labels = [r.label for r in rows]
+    fold_scores, oof = [], []
+    ref_scores: dict[str, list[dict[str, float]]] = {kind: [] for kind in REFERENCES}
+    for f in folds:
+        started = time.perf_counter()
+        train_texts, train_labels = [texts[i] for i in f.train], [labels[i] for i in f.train]
+        test_texts, test_labels = [texts[i] for i in f.test], [labels[i] for i in f.test]
+        with tracking.run(f"{cfg.name}/repeat{f.repeat}-fold{f.fold}", nested=True,
+                          tags={"repeat": str(f.repeat), "fold": str(f.fold), "family": cfg.model.family}):
+            model = build(cfg.model, cfg.seed).fit(train_texts, train_labels, eval_set=(test_texts, test_labels),
+                                                   log_metrics=tracking.log_metrics)
+            proba = model.predict_proba(test_texts)
+            predicted = [LABELS[i] for i in proba.argmax(axis=1)]
+            score = evaluation.scores(test_labels, predicted)
+            tracking.log_metrics({**score, "fit_seconds": time.perf_counter() - started})
+        fold_scores.append(score)
+        for kind in REFERENCES:
+            ref = reference_predictions(kind, train_labels, len(test_labels), cfg.seed + len(fold_scores))
+            ref_scores[kind].append(evaluation.scores(test_labels, ref))
+        for j, i in enumerate(f.test):
+            oof.append({"id": rows[i].id, "text": texts[i], "true": labels[i], "predicted": predicted[j],
+                        **{f"p_{label}": float(proba[j, k]) for k, label in enumerate(LABELS)},
+                        "repeat": f.repeat, "fold": f.fold})
+        print(f"  repeat {f.repeat} fold {f.fold}: macro-F1 {score['macro_f1']:.3f}  accuracy "
+              f"{score['accuracy']:.3f}  ({time.perf_counter() - started:.1f} s)", flush=True)
+    return fold_scores, ref_scores, oof
+
+
+def likely_mislabelled(oof: list[dict], top: int = 50):
+    """Sentences ranked by their mean out-of-fold probability for the label they were given."""
+    import pandas as pd
+
+    frame = pd.DataFrame(oof)
+    frame["p_given"] = [row[f"p_{row['true']}"] for _, row in frame.iterrows()]
+    grouped = frame.groupby("id").agg(text=("text", "first"), given=("true", "first"),
+                                      p_given=("p_given", "mean"),
+                                      predicted=("predicted", lambda s: s.value_counts().index[0]))
+    return grouped.sort_values("p_given").head(top).reset_index()
+
+
+def interval_metrics(prefix: str, summary: dict[str, tuple[float, float, float]]) -> dict[str, float]:
+    out = {}
+    for key, (value, low, high) in summary.items():
+        out[f"{prefix}{key}"] = value
+        out[f"{prefix}{key}_ci_low"] = low
+        out[f"{prefix}{key}_ci_high"] = high
+    return out
+
+
+def log_cv_artifacts(cfg: Config, rows: list[Row], folds, fold_scores, ref_scores, oof, summary) -> None:
+    import pandas as pd
+    from sklearn.metrics import classification_report
+
+    from speechacts import plots
+
+    frame = pd.DataFrame(oof)
+    tracking.log_frame(frame, "predictions/oof_predictions.csv")
+    tracking.log_frame(pd.DataFrame(evaluation.fold_table([r.id for r in rows], folds)), "folds.csv")
+    per_fold = [{"model": cfg.name, "repeat": f.repeat, "fold": f.fold, **s} for f, s in zip(folds, fold_scores)]
+    per_fold += [{"model": f"reference:{kind}", "repeat": f.repeat, "fold": f.fold, **s}
+                 for kind in REFERENCES for f, s in zip(folds, ref_scores[kind])]
+    tracking.log_frame(pd.DataFrame(per_fold), "cv_scores.csv")
+    tracking.log_dict(classification_report(frame["true"], frame["predicted"], labels=list(LABELS),
+                                            output_dict=True, zero_division=0), "reports/cv_classification_report.json")
+    tracking.log_figure(plots.confusion_figure(list(frame["true"]), list(frame["predicted"]),
+                                               f"{cfg.name}: out-of-fold predictions, all repeats"),
+                        "plots/cv_confusion_matrix.png")
+    tracking.log_figure(plots.per_label_f1_figure(summary, f"{cfg.name}: per-label F1 over folds"),
+                        "plots/cv_per_label_f1.png")
+    tracking.log_frame(likely_mislabelled(oof), "predictions/likely_mislabelled.csv")
+
+
+def real_text_check(cfg: Config, model, test_rows: list[Row]) -> dict[str, tuple[float, float, float]]:
+    """Score the final model (trained on the training rows only) on the seed articles."""
+    import pandas as pd
+    from sklearn.metrics import classification_report
+
+    from speechacts import plots
+
+    if not test_rows:
+        return {}
+    texts, truth = [r.text for r in test_rows], [r.label for r in test_rows]
+    proba = model.predict_proba(texts)
+    predicted = [LABELS[i] for i in proba.argmax(axis=1)]
+    result = evaluation.bootstrap_interval(truth, predicted, cfg.evaluation.confidence, cfg.seed)
+    tracking.log_frame(pd.DataFrame([{"id": r.id, "text": r.text, "true": r.label, "predicted": p,
+                                      **{f"p_{label}": float(proba[j, k]) for k, label in enumerate(LABELS)}}
+                                     for j, (r, p) in enumerate(zip(test_rows, predicted))]),
+                       "predictions/seed_predictions.csv")
+    tracking.log_dict(classification_report(truth, predicted, labels=list(LABELS), output_dict=True,
+                                            zero_division=0), "reports/seed_classification_report.json")
+    tracking.log_figure(plots.confusion_figure(truth, predicted, f"{cfg.name}: seed articles (real text)"),
+                        "plots/seed_confusion_matrix.png")
+    return result
+
+
+def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
+    """Train, evaluate, log and register one recipe."""
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from speechacts.inference import proba_frame
+
+    started = time.perf_counter()
+    # seed
+    set_seed(cfg.seed)
+    # data
+    corpus = validate(cfg.data)
+    rows = select(corpus.train, cfg.data)
+    texts, labels = [r.text for r in rows], [r.label for r in rows]
+    # folds
+    folds = evaluation.make_folds(labels, cfg.evaluation.folds, cfg.evaluation.repeats, cfg.seed)
+    digest = evaluation.folds_digest([r.id for r in rows], folds)
+    test_fraction = 1 / cfg.evaluation.folds
+    # tracking
+    tracking.connect(cfg.tracking)
+    versions = package_versions()
+    tags = {"family": cfg.model.family, "recipe": cfg.name, "git_commit": tracking.git_commit(),
+            "folds_digest": digest, **{f"version.{k}": v for k, v in versions.items()}, **(extra_tags or {})}
+    print(f"{cfg.name}: {cfg.model.family}, {len(rows)} sentences, {cfg.evaluation.repeats} x "
+          f"{cfg.evaluation.folds}-fold cross-validation (folds {digest})", flush=True)
+    with tracking.run(cfg.name, tags=tags) as run_id:
+        tracking.log_params(cfg.flat())
+        tracking.log_text(cfg.to_yaml(), "config.yaml")
+        tracking.log_text(data_card(corpus), "data_card.md")
+        frame = pd.DataFrame({"id": [r.id for r in rows], "source": [r.source for r in rows],
+                              "topic": [r.topic for r in rows], "hard": [r.hard for r in rows],
+                              "text": texts, "label": labels})
+        tracking.log_dataset(frame, "training", ",".join(map(str, cfg.data.train)), "training")
+        if corpus.test:
+            tracking.log_dataset(pd.DataFrame({"id": [r.id for r in corpus.test], "text": [r.text for r in corpus.test],
+                                               "label": [r.label for r in corpus.test]}),
+                                 "seed-articles", ",".join(map(str, cfg.data.test)), "testing")
+        # cross-validation
+        fold_scores, ref_scores, oof = cross_validate(cfg, rows, folds)
+        conf = cfg.evaluation.confidence
+        summary = evaluation.summarise_folds(fold_scores, test_fraction, conf)
+        references = {kind: evaluation.summarise_folds(ref_scores[kind], test_fraction, conf) for kind in REFERENCES}
+        tracking.log_metrics(interval_metrics("cv_", summary))
+        for kind in REFERENCES:
+            tracking.log_metrics(interval_metrics(f"ref_{kind}_cv_", {k: references[kind][k] for k in SUMMARY_METRICS}))
+        log_cv_artifacts(cfg, rows, folds, fold_scores, ref_scores, oof, summary)
+        # final model, and the real-text check on the seed articles
+        model = build(cfg.model, cfg.seed).fit(texts, labels)
+        seed_scores = real_text_check(cfg, model, corpus.test)
+        tracking.log_metrics(interval_metrics("seed_", seed_scores))
+        # save and register
+        model_dir = model.save(Path(cfg.output_dir) / run_id / "model", config=cfg.model_dump(mode="json"))
+        example = pd.DataFrame({"text": texts[:3]})
+        signature = infer_signature(example, proba_frame(model.predict_proba(texts[:3])))
+        registered = cfg.tracking.registered_model
+        info = tracking.log_model(model_dir, example, signature, registered)
+        seconds = time.perf_counter() - started
+        tracking.log_metrics({"train_seconds": seconds})
+    version = str(info.registered_model_version) if registered and info.registered_model_version else None
+    result = TrainResult(run_id, cfg.name, cfg.model.family, summary, seed_scores, fold_scores, references,
+                         model_dir, info.model_uri, version, seconds, oof)
+    print_summary(result)
+    return result
+
+
+def print_summary(result: TrainResult) -> None:
+    def fmt(triple):
+        return f"{triple[0]:.3f} [{triple[1]:.3f}, {triple[2]:.3f}]" if triple else "-"
+
+    print(f"\n{result.name} ({result.family}), run {result.run_id}, {result.seconds:.1f} s")
+    print(f"  {'':28}{'macro-F1':>24}{'accuracy':>24}")
+    print(f"  {'cross-validated':28}{fmt(result.cv['macro_f1']):>24}{fmt(result.cv['accuracy']):>24}")
+    for kind, summary in result.references.items():
+        print(f"  {'reference: ' + kind:28}{fmt(summary['macro_f1']):>24}{fmt(summary['accuracy']):>24}")
+    if result.seed_scores:
+        print(f"  {'seed articles (real text)':28}{fmt(result.seed_scores['macro_f1']):>24}"
+              f"{fmt(result.seed_scores['accuracy']):>24}")
+    registered = f", registered as version {result.model_version}" if result.model_version else ""
+    print(f"  model: {result.model_dir} ({result.model_uri}{registered})")
