@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, help_ in (("prepare", cmd_prepare, "validate the labels, segment the seeds, print the data card"),
                               ("validate", cmd_validate, "validate the label files against the seed articles")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--config", type=Path, default=None, help=f"recipe whose data section to use (default {DEFAULT_RECIPE})")
+        p.add_argument("--config", type=Path, default=None,
+                       help=f"recipe whose data section to use (default {DEFAULT_RECIPE})")
         p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.train=[data/authored.csv]")
         p.set_defaults(func=func)
     sub.choices["prepare"].add_argument("--add-missing", action="store_true",

@@ -20,12 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    f1_score,
-    precision_recall_fscore_support,
-)
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from speechacts.errors import DataError
@@ -68,22 +62,38 @@ def folds_digest(ids: list[str], folds: list[Fold]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def confusion(y_true: list[str], y_pred: list[str]) -> np.ndarray:
+    """5x5 counts, rows true and columns predicted, in the fixed label order."""
+    index = {label: i for i, label in enumerate(LABELS)}
+    t = np.fromiter((index[y] for y in y_true), dtype=np.int64, count=len(y_true))
+    p = np.fromiter((index[y] for y in y_pred), dtype=np.int64, count=len(y_pred))
+    return np.bincount(t * len(LABELS) + p, minlength=len(LABELS) ** 2).reshape(len(LABELS), len(LABELS))
+
+
 def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float]:
-    """Headline and per-label metrics over the fixed label list; absent labels do not crash."""
-    labels = list(LABELS)
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
-    out = {
-        "macro_f1": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
-        "accuracy": accuracy_score(y_true, y_pred),
-        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred) if len(set(y_true)) > 1 else
-        accuracy_score(y_true, y_pred),
-    }
-    for i, label in enumerate(labels):
+    """Headline and per-label metrics over the fixed label list, as scikit-learn computes them
+    with labels=LABELS and zero_division=0; a label absent from a fold scores 0, never crashes.
+    Computed from the confusion matrix, so the bootstrap can call it a thousand times."""
+    return scores_from_confusion(confusion(y_true, y_pred))
+
+
+def scores_from_confusion(cm: np.ndarray) -> dict[str, float]:
+    tp = np.diag(cm).astype(float)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    total = cm.sum()
+    out = {"macro_f1": float(f1.mean()),
+           "accuracy": float(tp.sum() / total) if total else 0.0,
+           # balanced accuracy averages recall over the labels present in y_true (as scikit-learn)
+           "balanced_accuracy": float(recall[support > 0].mean()) if (support > 0).any() else 0.0}
+    for i, label in enumerate(LABELS):
         out[f"precision_{label}"] = float(precision[i])
         out[f"recall_{label}"] = float(recall[i])
         out[f"f1_{label}"] = float(f1[i])
-    return {key: float(value) for key, value in out.items()}
+    return out
 
 
 def corrected_interval(values: list[float], test_fraction: float, confidence: float) -> tuple[float, float, float]:
@@ -103,9 +113,11 @@ def bootstrap_interval(y_true: list[str], y_pred: list[str], confidence: float,
     """(value, low, high) per metric on one test set, by percentile bootstrap over sentences."""
     point = scores(y_true, y_pred)
     rng = np.random.default_rng(seed)
-    t, p = np.asarray(y_true), np.asarray(y_pred)
-    draws = [scores(list(t[idx]), list(p[idx]))
-             for idx in (rng.integers(0, len(t), len(t)) for _ in range(BOOTSTRAP_RESAMPLES))]
+    index = {label: i for i, label in enumerate(LABELS)}
+    cells = np.array([index[t] * len(LABELS) + index[p] for t, p in zip(y_true, y_pred)])
+    draws = [scores_from_confusion(np.bincount(cells[rng.integers(0, len(cells), len(cells))],
+                                               minlength=len(LABELS) ** 2).reshape(len(LABELS), len(LABELS)))
+             for _ in range(BOOTSTRAP_RESAMPLES)]
     alpha = (1 - confidence) / 2
     return {key: (value, float(np.quantile([d[key] for d in draws], alpha)),
                   float(np.quantile([d[key] for d in draws], 1 - alpha))) for key, value in point.items()}

@@ -25,7 +25,8 @@ def confusion_figure(y_true: list[str], y_pred: list[str], title: str):
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for ax, matrix, name, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "normalised by true label", ".2f")):
+    panels = ((axes[0], counts, "counts", "d"), (axes[1], normalised, "normalised by true label", ".2f"))
+    for ax, matrix, name, fmt in panels:
         ax.imshow(matrix, cmap="Blues")
         ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
         ax.set_yticks(range(len(LABELS)), LABELS)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +25,7 @@ from mlflow.exceptions import MlflowException
 from speechacts.config import TrackingConfig
 from speechacts.errors import TrackingError
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 PACKAGE_DIR = Path(__file__).resolve().parent
 SERVING_CODE = PACKAGE_DIR / "serving.py"
 
@@ -39,6 +43,8 @@ def connect(cfg: TrackingConfig) -> str:
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise TrackingError(f"tracking store {uri}: folder {folder} is missing or not writable; set "
                                 "tracking.uri (or MLFLOW_TRACKING_URI) to a writable sqlite:/// path or a server")
+    if uri.startswith(("http://", "https://")):
+        probe(uri)
     mlflow.set_tracking_uri(uri)
     try:
         experiment = mlflow.set_experiment(cfg.experiment)
@@ -46,6 +52,16 @@ def connect(cfg: TrackingConfig) -> str:
         raise TrackingError(f"tracking store {uri} is unreachable or not writable: "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
     return experiment.experiment_id
+
+
+def probe(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast on a tracking server that does not answer, instead of MLflow's long retries."""
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"tracking server {uri} is unreachable ({reason}); start it, or unset "
+                            "MLFLOW_TRACKING_URI / tracking.uri to use the local store ./mlflow.db") from None
 
 
 def git_commit() -> str:
@@ -115,13 +131,56 @@ def pip_requirements() -> list[str]:
 def log_model(model_dir: Path, input_example, signature, registered_model: str | None) -> Any:
     """Log a saved classifier directory as a pyfunc model (code included), optionally registered."""
     try:
-        return mlflow.pyfunc.log_model(
-            name="model", python_model=str(SERVING_CODE), artifacts={"model_dir": str(model_dir)},
-            code_paths=[str(PACKAGE_DIR)], signature=signature, input_example=input_example,
-            pip_requirements=pip_requirements(), registered_model_name=registered_model)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hints.*")
+            return mlflow.pyfunc.log_model(
+                name="model", python_model=str(SERVING_CODE), artifacts={"model_dir": str(model_dir)},
+                code_paths=[str(PACKAGE_DIR)], signature=signature, input_example=input_example,
+                pip_requirements=pip_requirements(), registered_model_name=registered_model)
     except MlflowException as exc:
         raise TrackingError(f"could not log the model: {exc}") from None
 
 
 def set_alias(registered_model: str, alias: str, version: str | int) -> None:
     mlflow.MlflowClient().set_registered_model_alias(registered_model, alias, str(version))
+
+
+def use_store(uri: str | None) -> str:
+    """Point MLflow at a store for reading; returns the URI used."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def parent_runs(experiment: str, uri: str | None = None):
+    """The finished top-level runs of an experiment, newest first, as a DataFrame."""
+    uri = use_store(uri)
+    try:
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            names = [e.name for e in mlflow.search_experiments()]
+            raise TrackingError(f"no experiment {experiment!r} in tracking store {uri}; it has: "
+                                f"{', '.join(names) or 'none'}. Train something first (`make run`)")
+        runs = mlflow.search_runs([found.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"])
+    except MlflowException as exc:
+        raise TrackingError(f"tracking store {uri}: {exc}") from None
+    if "tags.mlflow.parentRunId" in runs.columns:
+        runs = runs[runs["tags.mlflow.parentRunId"].isna()]
+    if runs.empty:
+        raise TrackingError(f"experiment {experiment!r} in {uri} has no finished training runs yet")
+    return runs
+
+
+def read_csv_artifact(run_id: str, path: str):
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp)
+        return pd.read_csv(local)
+
+
+def log_figure_file(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    return path

@@ -1,0 +1,74 @@
+"""The experiment job: run several recipes into one MLflow experiment, crown the best, compare.
+
+An experiment file (experiments/*.yaml) says in its header what question it answers and lists
+the recipes, each with its own overrides. All configs are validated before anything runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from speechacts.config import Config, ConfigError, Strict, describe, load_config, read_yaml
+
+CHAMPION = "champion"
+
+
+class RunSpec(Strict):
+    recipe: Path
+    name: str | None = None  # default: the recipe's name
+    overrides: list[str] = []
+
+
+class ExperimentSpec(Strict):
+    name: str
+    experiment: str  # the MLflow experiment the runs land in
+    runs: list[RunSpec] = Field(min_length=1)
+    champion_alias: str | None = CHAMPION  # alias given to the best run's registered model
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    tree = read_yaml(path)
+    tree.setdefault("name", Path(path).stem)
+    try:
+        return ExperimentSpec.model_validate(tree)
+    except ValidationError as exc:
+        problems = "\n  ".join(describe(e) for e in exc.errors())
+        raise ConfigError(f"{path}: invalid experiment\n  {problems}") from None
+
+
+def configs(spec: ExperimentSpec, overrides: list[str]) -> list[Config]:
+    """Every run's resolved config, validated up front."""
+    out = []
+    for run in spec.runs:
+        extra = [f"tracking.experiment={spec.experiment}", *overrides, *run.overrides]
+        if run.name:
+            extra.append(f"name={run.name}")
+        out.append(load_config(run.recipe, extra))
+    names = [cfg.name for cfg in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"experiment {spec.name}: run names must differ, got {names}; "
+                          "give each run a distinct `name:`")
+    return out
+
+
+def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
+    """Train every recipe of the experiment, alias the best registered model, print the comparison."""
+    from speechacts import compare, tracking, train
+
+    spec = load_spec(path)
+    cfgs = configs(spec, list(overrides))
+    print(f"experiment {spec.name}: {len(cfgs)} run(s) into MLflow experiment {spec.experiment!r}", flush=True)
+    results = []
+    for i, cfg in enumerate(cfgs, 1):
+        print(f"\n[{i}/{len(cfgs)}] {cfg.name}", flush=True)
+        results.append(train.run(cfg, extra_tags={"experiment_file": str(path), "experiment_spec": spec.name}))
+    best = max(results, key=lambda r: r.cv["macro_f1"][0])
+    registered = cfgs[results.index(best)].tracking.registered_model
+    if spec.champion_alias and registered and best.model_version:
+        tracking.set_alias(registered, spec.champion_alias, best.model_version)
+        print(f"\n{best.name} has the best cross-validated macro-F1 ({best.cv['macro_f1'][0]:.3f}): "
+              f"models:/{registered}@{spec.champion_alias} is now version {best.model_version}")
+    compare.run(spec.experiment, tracking_uri=tracking.tracking_uri(cfgs[0].tracking))
+    return results

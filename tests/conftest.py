@@ -1,0 +1,63 @@
+"""Tiny fixtures: a project folder with the real seed article, its labels and a small slice
+of the authored corpus, and helpers to build configs that point at a temporary MLflow store."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_NAME = "2022-01-10-aljazeera-us-russia-geneva-talks"
+PER_LABEL = 6
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: Path, rows: list[dict], header: list[str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = header or list(rows[0])
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def tiny_authored() -> list[dict]:
+    """The first PER_LABEL authored rows of each label."""
+    rows, seen = [], {}
+    for row in read_rows(ROOT / "data" / "authored.csv"):
+        if seen.get(row["label"], 0) < PER_LABEL:
+            seen[row["label"]] = seen.get(row["label"], 0) + 1
+            rows.append(row)
+    return rows
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A project folder (seeds/, data/) with a tiny corpus; the working directory for the test."""
+    shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
+    (tmp_path / "data").mkdir()
+    for name in ("seed_labels.csv", "seed_excluded.csv"):
+        shutil.copy(ROOT / "data" / name, tmp_path / "data" / name)
+    write_rows(tmp_path / "data" / "authored.csv", tiny_authored())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    """A fresh local MLflow store (SQLite) in the test's folder."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def tiny_overrides(store: str, *extra: str) -> list[str]:
+    """Overrides that shrink a recipe to seconds: 2 folds, 1 repeat, a temporary store."""
+    return ["evaluation.folds=2", "evaluation.repeats=1", f"tracking.uri={store}",
+            "tracking.experiment=tests", "output_dir=outputs", *extra]

@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+
+from speechacts.cli import main
+from speechacts.config import BaselineModel, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(recipe):
+    cfg = load_config(recipe)
+    assert cfg.name == recipe.stem
+    assert cfg.model.family in ("baseline", "transformer", "embeddings")
+
+
+def test_overrides_combine_with_the_file():
+    cfg = load_config(ROOT / "configs/baseline.yaml", ["model.C=3", "evaluation.folds=10", "data.topics=[energy]"])
+    assert cfg.model.C == 3.0
+    assert cfg.evaluation.folds == 10
+    assert cfg.data.topics == ["energy"]
+    assert cfg.evaluation.repeats == load_config(ROOT / "configs/baseline.yaml").evaluation.repeats
+
+
+def test_flat_params_use_dotted_keys():
+    flat = load_config(ROOT / "configs/baseline.yaml").flat()
+    assert flat["model.family"] == "baseline"
+    assert "evaluation.folds" in flat
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("model: {family: baseline, Cee: 1}", [], "model.Cee: unknown key"),
+    ("model: {family: baseline}\nevaluaton: {folds: 3}", [], "evaluaton: unknown key"),
+    ("model: {family: baseline, C: lots}", [], "model.C: Input should be a valid number"),
+    ("model: {family: baseline}\nevaluation: {folds: 1}", [], "evaluation.folds: Input should be greater than or equal to 2"),
+    ("model: {family: forest}", [], "model.family: unknown family 'forest'; expected one of baseline, transformer, embeddings"),
+    ("seed: 1", [], "model: missing required key"),
+    ("model: {family: baseline, word_ngram_range: [3, 1]}", [], "word_ngram_range must be [low, high]"),
+    ("model: {family: baseline}", ["model.epochs=3"], "model.epochs: unknown key"),
+    ("model: {family: baseline}", ["evaluation.folds=many"], "evaluation.folds: Input should be a valid integer"),
+    ("model: {family: transformer, learning_rate: -1}", [], "model.learning_rate: Input should be greater than 0"),
+])
+def test_bad_config_names_file_and_dotted_key(tmp_path, text, overrides, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, overrides)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: [unclosed", "not valid YAML"),
+    ("- just\n- a list", "expected a mapping of keys at the top, got list"),
+])
+def test_unreadable_config_file(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("override", ["noequals", "=3", "model..C=3"])
+def test_malformed_override(override):
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        load_config(ROOT / "configs/baseline.yaml", [override])
+
+
+def test_override_into_a_value_is_refused():
+    with pytest.raises(ConfigError, match="'seed' is a value, not a section"):
+        load_config(ROOT / "configs/baseline.yaml", ["seed.x=1"])
+
+
+def test_config_command_prints_the_resolved_config(capsys):
+    assert main(["config", str(ROOT / "configs/baseline.yaml"), "model.C=2.5"]) == 0
+    out = capsys.readouterr().out
+    assert "C: 2.5" in out and "family: baseline" in out
+
+
+def test_config_command_refuses_a_bad_key_with_exit_2(capsys):
+    assert main(["config", str(ROOT / "configs/baseline.yaml"), "model.bogus=1"]) == 2
+    assert "model.bogus: unknown key" in capsys.readouterr().err
+
+
+def test_defaults_are_valid():
+    assert BaselineModel().hash_bits >= 10
