@@ -6,8 +6,14 @@ Input: a DataFrame with a `text` column (or a list of strings). Output: a DataFr
 
 from __future__ import annotations
 
+import warnings
+
 import mlflow
 from mlflow.pyfunc import PythonModel
+
+
+# predict takes a DataFrame, a list or a dict (see inference.as_texts), so no type hints
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 class SpeechactsModel(PythonModel):

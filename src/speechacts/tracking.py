@@ -92,7 +92,9 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 def log_dataset(frame, name: str, source: str, context: str) -> str:
     """Log a pandas frame as an MLflow dataset input; returns its digest."""
-    dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets="label")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+        dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets="label")
     mlflow.log_input(dataset, context=context)
     return dataset.digest
 

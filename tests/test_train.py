@@ -1,0 +1,159 @@
+import os
+import shutil
+
+import mlflow
+import pandas as pd
+import pytest
+from conftest import ROOT, tiny_authored, tiny_overrides, write_rows
+
+from speechacts import train
+from speechacts.classifier import load_model
+from speechacts.cli import main
+from speechacts.config import load_config
+from speechacts.errors import DataError, TrackingError
+from speechacts.labels import LABELS
+
+RECIPE = ROOT / "configs/baseline.yaml"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One baseline job on the tiny corpus, into a temporary store; shared by the tests below."""
+    folder = tmp_path_factory.mktemp("trained")
+    shutil.copytree(ROOT / "seeds", folder / "seeds")
+    for name in ("seed_labels.csv", "seed_excluded.csv"):
+        shutil.copy(ROOT / "data" / name, folder / name)
+    write_rows(folder / "authored.csv", tiny_authored())
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    overrides = tiny_overrides(store, f"data.train=[{folder / 'authored.csv'}]", f"data.test=[{folder / 'seed_labels.csv'}]",
+                               f"data.excluded={folder / 'seed_excluded.csv'}", f"data.seeds_dir={folder / 'seeds'}",
+                               f"output_dir={folder / 'outputs'}")
+    result = train.run(load_config(RECIPE, overrides))
+    again = train.run(load_config(RECIPE, overrides))
+    return store, result, again
+
+
+def test_parent_run_has_params_tags_metrics_and_dataset(trained):
+    store, result, _ = trained
+    client = mlflow.MlflowClient(store)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.C"] == "10.0" and run.data.params["evaluation.folds"] == "2"
+    tags = run.data.tags
+    assert tags["family"] == "baseline" and tags["recipe"] == "baseline"
+    assert tags["git_commit"] and tags["version.scikit-learn"] and tags["folds_digest"]
+    metrics = run.data.metrics
+    for name in ("cv_macro_f1", "cv_macro_f1_ci_low", "cv_macro_f1_ci_high", "cv_accuracy", "cv_balanced_accuracy",
+                 "cv_f1_threat", "cv_precision_offer", "cv_recall_denial", "seed_macro_f1", "seed_macro_f1_ci_low",
+                 "ref_majority_cv_macro_f1", "ref_stratified_cv_macro_f1", "train_seconds"):
+        assert name in metrics, name
+    assert metrics["cv_macro_f1_ci_low"] <= metrics["cv_macro_f1"] <= metrics["cv_macro_f1_ci_high"]
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["training", "seed-articles"]
+
+
+def test_one_child_run_per_fold_with_the_same_metric_names(trained):
+    store, result, _ = trained
+    client = mlflow.MlflowClient(store)
+    children = client.search_runs([client.get_run(result.run_id).info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert len(children) == 2
+    assert all({"macro_f1", "accuracy", "f1_threat"} <= set(c.data.metrics) for c in children)
+
+
+def test_artifacts(trained):
+    store, result, _ = trained
+    client = mlflow.MlflowClient(store)
+    paths = {a.path for a in client.list_artifacts(result.run_id)}
+    for sub in ("plots", "reports", "predictions"):
+        paths |= {a.path for a in client.list_artifacts(result.run_id, sub)}
+    assert {"config.yaml", "data_card.md", "folds.csv", "cv_scores.csv", "plots/cv_confusion_matrix.png",
+            "plots/cv_per_label_f1.png", "plots/seed_confusion_matrix.png", "reports/cv_classification_report.json",
+            "reports/seed_classification_report.json", "predictions/oof_predictions.csv",
+            "predictions/likely_mislabelled.csv", "predictions/seed_predictions.csv"} <= paths
+
+
+def test_out_of_fold_predictions_cover_every_sentence_with_probabilities(trained):
+    _, result, _ = trained
+    oof = pd.DataFrame(result.oof)
+    assert len(oof) == 30 and oof["id"].is_unique
+    assert set(oof.columns) >= {"id", "text", "true", "predicted", "fold", "repeat", *[f"p_{x}" for x in LABELS]}
+    assert oof[[f"p_{x}" for x in LABELS]].sum(axis=1).round(6).eq(1).all()
+
+
+def test_same_seed_gives_identical_folds_and_predictions(trained):
+    store, first, second = trained
+    assert pd.DataFrame(first.oof).equals(pd.DataFrame(second.oof))
+    client = mlflow.MlflowClient(store)
+    digests = {client.get_run(r.run_id).data.tags["folds_digest"] for r in (first, second)}
+    assert len(digests) == 1
+
+
+def test_logged_model_loads_through_pyfunc_and_predicts_like_the_in_process_model(trained):
+    _, result, _ = trained
+    texts = ["The ministry rejected the report as baseless.", "Talks will resume in March, officials said."]
+    served = mlflow.pyfunc.load_model(result.model_uri).predict(pd.DataFrame({"text": texts}))
+    local = load_model(result.model_dir)
+    assert list(served.columns) == ["label", *LABELS]
+    assert list(served["label"]) == local.predict(texts)
+    assert served[list(LABELS)].to_numpy() == pytest.approx(local.predict_proba(texts))
+
+
+def test_final_model_is_registered(trained):
+    store, result, again = trained
+    assert (result.model_version, again.model_version) == ("1", "2")
+    version = mlflow.MlflowClient(store).get_model_version("speechacts-classifier", "1")
+    assert version.run_id == result.run_id
+
+
+def test_a_failing_job_marks_its_run_failed_and_registers_nothing(project, store, monkeypatch):
+    from speechacts.models.baseline import BaselineClassifier
+
+    def broken_save(self, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(BaselineClassifier, "_save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        train.run(load_config(RECIPE, tiny_overrides(store)))
+    client = mlflow.MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id],
+                              filter_string="attributes.status = 'FAILED'")
+    assert len(runs) == 1
+    assert client.search_registered_models() == []
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.train=[data/missing.csv]"], "data/missing.csv: data file not found"),
+    (["data.topics=[no-such-topic]"], "no training rows left after filtering"),
+    (["evaluation.folds=7"], "evaluation.folds=7 needs at least 7 examples of every label"),
+])
+def test_bad_data_for_training(project, store, overrides, message):
+    with pytest.raises(DataError, match=message):
+        train.run(load_config(RECIPE, tiny_overrides(store, *overrides)))
+
+
+def test_unreachable_tracking_server(project):
+    with pytest.raises(TrackingError, match=r"tracking server http://127.0.0.1:9 is unreachable"):
+        train.run(load_config(RECIPE, tiny_overrides("http://127.0.0.1:9")))
+
+
+def test_unwritable_tracking_store(project, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    uri = f"sqlite:///{blocker}/mlflow.db"
+    with pytest.raises(TrackingError, match="is missing or not writable"):
+        train.run(load_config(RECIPE, tiny_overrides(uri)))
+
+
+def test_train_command_reports_errors_without_traceback(project, store, capsys):
+    assert main(["train", str(RECIPE), *tiny_overrides(store, "model.family=forest")]) == 2
+    assert "model.family: unknown family 'forest'" in capsys.readouterr().err
+    assert main(["train", str(RECIPE), *tiny_overrides(store, "data.train=[nope.csv]")]) == 2
+    assert "error: nope.csv: data file not found" in capsys.readouterr().err
+
+
+def test_train_command_prints_a_line_per_fold_and_a_summary(project, store, capsys):
+    assert main(["train", str(RECIPE), *tiny_overrides(store)]) == 0
+    out = capsys.readouterr().out
+    assert "repeat 0 fold 0: macro-F1" in out and "repeat 0 fold 1: macro-F1" in out
+    assert "cross-validated" in out and "reference: majority" in out and "seed articles (real text)" in out
+    assert os.path.isdir("outputs")
