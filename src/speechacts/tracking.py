@@ -47,6 +47,10 @@ def connect(cfg: TrackingConfig) -> str:
         probe(uri)
     mlflow.set_tracking_uri(uri)
     try:
+        if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(cfg.experiment) is None:
+            # artifacts beside the database, not in whatever folder the job runs from
+            root = Path(uri.removeprefix("sqlite:///")).parent / "mlruns"
+            mlflow.create_experiment(cfg.experiment, artifact_location=root.resolve().as_uri() + "/" + cfg.experiment)
         experiment = mlflow.set_experiment(cfg.experiment)
     except (MlflowException, OSError, Exception) as exc:  # a server that is down raises from requests
         raise TrackingError(f"tracking store {uri} is unreachable or not writable: "
