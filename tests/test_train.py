@@ -4,8 +4,8 @@ import shutil
 import mlflow
 import pandas as pd
 import pytest
-from conftest import ROOT, tiny_authored, tiny_overrides, write_rows
 
+from conftest import ROOT, tiny_authored, tiny_overrides, write_rows
 from speechacts import train
 from speechacts.classifier import load_model
 from speechacts.cli import main

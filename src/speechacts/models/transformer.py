@@ -1,0 +1,162 @@
+"""A pretrained encoder fine-tuned with a classification head, trained by transformers' Trainer."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechacts.classifier import Classifier
+from speechacts.config import TransformerModel
+from speechacts.errors import ModelError
+from speechacts.labels import ID2LABEL, LABEL2ID, LABELS
+from speechacts.models.hf import (
+    length_batches,
+    load_pretrained,
+    pick_device,
+    quiet,
+    resolve_pretrained,
+    warn_if_truncated,
+)
+
+WEIGHTS_DIR = "hf"  # model.safetensors, config.json (with id2label/label2id), tokenizer files
+
+
+def class_weights(labels: list[int]) -> np.ndarray:
+    """Inverse label frequency, normalised to mean 1 ('balanced', as scikit-learn)."""
+    counts = np.bincount(labels, minlength=len(LABELS)).astype(float)
+    return np.where(counts > 0, len(labels) / (len(LABELS) * np.maximum(counts, 1)), 0.0)
+
+
+def epoch_logger(log_metrics, total_epochs: float):
+    """A TrainerCallback that sends per-epoch loss and validation metrics to MLflow and prints a line."""
+    from transformers import TrainerCallback
+
+    class EpochLogger(TrainerCallback):
+        def __init__(self):
+            self.train_loss = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" in logs:
+                self.train_loss = logs["loss"]
+                if log_metrics:
+                    log_metrics({"train_loss": logs["loss"]}, step=round(state.epoch or 0))
+            metrics = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")}
+            if metrics:
+                if log_metrics:
+                    log_metrics({f"val_{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
+                                step=round(state.epoch or 0))
+                print(f"    epoch {state.epoch:.0f}/{total_epochs:g}: train loss {self.train_loss:.3f}  "
+                      f"val loss {metrics.get('loss', float('nan')):.3f}  val macro-F1 "
+                      f"{metrics.get('macro_f1', float('nan')):.3f}", flush=True)
+
+    return EpochLogger()
+
+
+class TransformerClassifier(Classifier):
+    family = "transformer"
+
+    def __init__(self, cfg: TransformerModel | None = None, seed: int = 0, model=None, tokenizer=None):
+        self.cfg = cfg or TransformerModel()
+        self.seed = seed
+        self.model_ = model
+        self.tokenizer_ = tokenizer
+
+    def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> TransformerClassifier:
+        import torch
+        from datasets import Dataset
+        from transformers import (
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+            DataCollatorWithPadding,
+            PrinterCallback,
+            Trainer,
+            TrainingArguments,
+            set_seed,
+        )
+
+        from speechacts.evaluation import scores
+
+        cfg = self.cfg
+        quiet()
+        set_seed(self.seed)
+        path = resolve_pretrained(cfg.pretrained)
+        tokenizer = load_pretrained(path, AutoTokenizer)
+        model = load_pretrained(path, AutoModelForSequenceClassification, num_labels=len(LABELS),
+                                id2label=ID2LABEL, label2id=LABEL2ID, ignore_mismatched_sizes=True)
+        if cfg.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad = False
+
+        def encode(split_texts, split_labels):
+            data = Dataset.from_dict({"text": list(split_texts), "label": [LABEL2ID[x] for x in split_labels]})
+            return data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length),
+                            batched=True, remove_columns=["text"])
+
+        train_ids = [LABEL2ID[x] for x in labels]
+        weights = torch.tensor(class_weights(train_ids), dtype=torch.float32) if cfg.class_weighting else None
+
+        def loss_fn(outputs, targets, num_items_in_batch=None):
+            logits = outputs["logits"]
+            return torch.nn.functional.cross_entropy(logits, targets.to(logits.device),
+                                                     weight=None if weights is None else weights.to(logits.device))
+
+        def compute_metrics(prediction):
+            predicted = [LABELS[i] for i in np.asarray(prediction.predictions).argmax(axis=1)]
+            return scores([LABELS[i] for i in prediction.label_ids], predicted)
+
+        device = pick_device(cfg.device)
+        with tempfile.TemporaryDirectory() as scratch:
+            args = TrainingArguments(
+                output_dir=str(cfg.checkpoint_dir) if cfg.save_checkpoints else scratch,
+                learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+                per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(64, cfg.batch_size),
+                warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+                eval_strategy="epoch" if eval_set else "no", logging_strategy="epoch",
+                save_strategy="epoch" if cfg.save_checkpoints else "no", report_to="none",
+                seed=self.seed, data_seed=self.seed, use_cpu=device == "cpu", disable_tqdm=True,
+                dataloader_num_workers=0)
+            trainer = Trainer(model=model, args=args, train_dataset=encode(texts, labels),
+                              eval_dataset=encode(*eval_set) if eval_set else None,
+                              data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+                              compute_loss_func=loss_fn, compute_metrics=compute_metrics if eval_set else None,
+                              callbacks=[epoch_logger(log_metrics, cfg.epochs)])
+            trainer.remove_callback(PrinterCallback)
+            trainer.train()
+        self.model_ = trainer.model.to("cpu" if device == "cpu" else device).eval()
+        self.tokenizer_ = tokenizer
+        return self
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        if self.model_ is None:
+            raise ModelError("the transformer classifier is not fitted; call fit() or load a saved model")
+        texts = list(texts)
+        warn_if_truncated(self.tokenizer_, texts, self.cfg.max_length)
+        device = next(self.model_.parameters()).device
+        out = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
+        with torch.inference_mode():
+            batches = length_batches(self.tokenizer_, texts, self.cfg.predict_batch_size, self.cfg.max_length)
+            for index, batch in batches:
+                logits = self.model_(**batch.to(device)).logits
+                out[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return out
+
+    def _save(self, path: Path) -> None:
+        self.model_.save_pretrained(path / WEIGHTS_DIR, safe_serialization=True)
+        self.tokenizer_.save_pretrained(path / WEIGHTS_DIR)
+
+    @classmethod
+    def _load(cls, path: Path, meta: dict[str, Any]) -> TransformerClassifier:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        quiet()
+        cfg = TransformerModel(**meta["config"]["model"])
+        weights = str(path / WEIGHTS_DIR)
+        model = load_pretrained(weights, AutoModelForSequenceClassification).eval()
+        if model.config.id2label != ID2LABEL:
+            raise ModelError(f"{weights}: id2label {model.config.id2label} differs from this speechacts' {ID2LABEL}")
+        return cls(cfg, model=model, tokenizer=load_pretrained(weights, AutoTokenizer))

