@@ -2,8 +2,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SEED_NAME, read_rows, write_rows
 
+from conftest import ROOT, SEED_NAME, read_rows, write_rows
 from speechacts.config import DataConfig
 from speechacts.data import read_label_file, select, to_dataset, validate
 from speechacts.errors import DataError

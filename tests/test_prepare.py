@@ -2,7 +2,6 @@ import json
 from pathlib import Path
 
 from conftest import SEED_NAME, read_rows, write_rows
-
 from speechacts.cli import main
 
 

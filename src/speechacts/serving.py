@@ -11,7 +11,6 @@ import warnings
 import mlflow
 from mlflow.pyfunc import PythonModel
 
-
 # predict takes a DataFrame, a list or a dict (see inference.as_texts), so no type hints
 warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
