@@ -66,6 +66,7 @@ class TransformerModel(Strict):
     weight_decay: float = Field(0.01, ge=0)
     class_weighting: bool = True
     freeze_embeddings: bool = True  # the word-embedding matrix is half of MiniLM; freezing it halves step time
+    group_by_length: bool = True  # batches of similar length: less padding computed
     predict_batch_size: int = Field(64, ge=1)
     save_checkpoints: bool = False  # True keeps per-epoch checkpoints (with optimizer state) in checkpoint_dir
     checkpoint_dir: Path = Path("outputs/checkpoints")

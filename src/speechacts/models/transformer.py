@@ -116,6 +116,7 @@ class TransformerClassifier(Classifier):
                 warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
                 eval_strategy="epoch" if eval_set else "no", logging_strategy="epoch",
                 save_strategy="epoch" if cfg.save_checkpoints else "no", report_to="none",
+                train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
                 seed=self.seed, data_seed=self.seed, use_cpu=device == "cpu", disable_tqdm=True,
                 dataloader_num_workers=0)
             trainer = Trainer(model=model, args=args, train_dataset=encode(texts, labels),

@@ -1,0 +1,67 @@
+import mlflow
+import pytest
+
+from conftest import ROOT, tiny_overrides
+from speechacts import compare, experiment
+from speechacts.cli import main
+from speechacts.errors import ConfigError, TrackingError
+
+BASELINE = ROOT / "configs/baseline.yaml"
+
+
+def write_spec(path, runs: str, extra: str = "") -> str:
+    path.write_text(f"name: tiny\nexperiment: tests\n{extra}runs:\n{runs}", encoding="utf-8")
+    return str(path)
+
+
+def test_experiment_runs_every_recipe_crowns_the_best_and_compares(project, store, capsys):
+    spec = write_spec(project / "tiny.yaml", f"  - recipe: {BASELINE}\n    name: strong\n"
+                                             f"  - recipe: {BASELINE}\n    name: weak\n    overrides: [model.C=0.001]\n")
+    results = experiment.run(spec, tiny_overrides(store))
+    assert [r.name for r in results] == ["strong", "weak"]
+    best = max(results, key=lambda r: r.cv["macro_f1"][0])
+    client = mlflow.MlflowClient(store)
+    assert str(client.get_model_version_by_alias("speechacts-classifier", "champion").version) == best.model_version
+    out = capsys.readouterr().out
+    assert "models:/speechacts-classifier@champion is now version" in out
+    assert "CV macro-F1 [95% CI]" in out and "reference:majority" in out and "reference:stratified" in out
+    assert (project / "outputs" / "compare-tests.png").is_file()
+
+    rows = compare.run("tests", tracking_uri=store)
+    assert [r.name for r in rows][:2] == sorted(["strong", "weak"], key=lambda n: -next(
+        r.cv["macro_f1"][0] for r in results if r.name == n))
+    assert rows[0].diff is None and rows[1].diff is not None and 0 <= rows[1].p_value <= 1
+    assert {r.family for r in rows} == {"baseline", "reference"}
+
+
+def test_compare_on_an_empty_store(project, store, capsys):
+    assert main(["compare", "speechacts", "--tracking-uri", store]) == 2
+    assert "no experiment 'speechacts' in tracking store" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("runs, extra, message", [
+    ("  - recipe: configs/baseline.yaml\n    nme: x\n", "", "runs.0.nme: unknown key"),
+    ("", "", "runs: Input should be a valid list"),
+    (f"  - recipe: {BASELINE}\n  - recipe: {BASELINE}\n", "", "run names must differ, got ['baseline', 'baseline']"),
+    (f"  - recipe: {BASELINE}\n    overrides: [model.bogus=1]\n", "", "model.bogus: unknown key"),
+])
+def test_bad_experiment_files(project, runs, extra, message):
+    spec = write_spec(project / "bad.yaml", runs, extra)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        experiment.configs(experiment.load_spec(spec), [])
+
+
+def test_shipped_experiments_are_valid(monkeypatch):
+    monkeypatch.chdir(ROOT)  # experiments name recipes relative to the project root
+    for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        spec = experiment.load_spec(path)
+        assert path.read_text().startswith("# Question:"), path
+        assert experiment.configs(spec, [])
+
+
+def test_compare_unknown_experiment(project, store):
+    experiment_store = store
+    mlflow.set_tracking_uri(experiment_store)
+    mlflow.create_experiment("other")
+    with pytest.raises(TrackingError, match="no experiment 'missing' .* it has: Default, other|it has: other"):
+        compare.run("missing", tracking_uri=experiment_store)
