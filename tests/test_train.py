@@ -157,3 +157,19 @@ def test_train_command_prints_a_line_per_fold_and_a_summary(project, store, caps
     assert "repeat 0 fold 0: macro-F1" in out and "repeat 0 fold 1: macro-F1" in out
     assert "cross-validated" in out and "reference: majority" in out and "seed articles (real text)" in out
     assert os.path.isdir("outputs")
+
+
+@pytest.mark.parametrize("family", ["embeddings", "transformer"])
+def test_hugging_face_families_log_a_pyfunc_model_that_predicts_like_in_process(family, project, store, tiny_bert):
+    recipe = ROOT / "configs" / f"{family}.yaml"
+    extra = [f"model.pretrained={tiny_bert}", "model.max_length=32"]
+    if family == "transformer":
+        extra += ["model.epochs=1", "model.batch_size=8"]
+    result = train.run(load_config(recipe, tiny_overrides(store, *extra)))
+    texts = ["The ministry rejected the report as baseless.", "Talks will resume in March, officials said."]
+    served = mlflow.pyfunc.load_model(result.model_uri).predict(pd.DataFrame({"text": texts}))
+    local = load_model(result.model_dir)
+    assert list(served.columns) == ["label", *LABELS]
+    assert served[list(LABELS)].to_numpy() == pytest.approx(local.predict_proba(texts), abs=1e-6)
+    run = mlflow.MlflowClient(store).get_run(result.run_id)
+    assert run.data.tags["family"] == family and "cv_macro_f1" in run.data.metrics
