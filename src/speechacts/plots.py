@@ -72,7 +72,8 @@ def comparison_figure(names: list[str], means: list[float], lows: list[float], h
                    label="seed article macro-F1")
     ax.set_xticks(x, names, rotation=20, ha="right")
     ax.set_ylim(0, 1)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right", fontsize="small")
+    ax.set_ylim(0, 1.12)
     ax.set_title(title)
     fig.tight_layout()
     return fig
