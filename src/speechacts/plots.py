@@ -71,9 +71,8 @@ def comparison_figure(names: list[str], means: list[float], lows: list[float], h
         ax.scatter([i for i, _ in seeds], [s for _, s in seeds], color="tab:red", zorder=3,
                    label="seed article macro-F1")
     ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.12)  # headroom for the legend above the bars
     ax.legend(loc="upper right", fontsize="small")
-    ax.set_ylim(0, 1.12)
     ax.set_title(title)
     fig.tight_layout()
     return fig
