@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -76,3 +77,41 @@ def tiny_bert(tmp_path_factory) -> str:
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+SENTENCES = ["The ministry rejected the report as baseless.", "Talks will resume in March, officials said.",
+             "Any incursion will be met with a swift military response."]
+SEED_ARTICLE = ROOT / "seeds" / f"{SEED_NAME}.txt"
+
+
+def train_and_register(folder):
+    """One baseline job on the tiny corpus into a store in folder, with version 1 aliased @champion."""
+    shutil.copytree(ROOT / "seeds", folder / "seeds")
+    for name in ("seed_labels.csv", "seed_excluded.csv"):
+        shutil.copy(ROOT / "data" / name, folder / name)
+    write_rows(folder / "authored.csv", tiny_authored())
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    overrides = tiny_overrides(store, f"data.train=[{folder / 'authored.csv'}]",
+                               f"data.test=[{folder / 'seed_labels.csv'}]", f"data.excluded={folder / 'seed_excluded.csv'}",
+                               f"data.seeds_dir={folder / 'seeds'}", f"output_dir={folder / 'outputs'}")
+    import mlflow
+
+    from speechacts import train
+    from speechacts.config import load_config
+
+    result = train.run(load_config(ROOT / "configs/baseline.yaml", overrides))
+    mlflow.MlflowClient(store).set_registered_model_alias("speechacts-classifier", "champion", result.model_version)
+    return SimpleNamespace(store=store, result=result, model_dir=result.model_dir)
+
+
+def tiny_model(family: str):
+    """A model of a family, fitted on the tiny corpus with its size turned down, and the config it saves."""
+    from speechacts.classifier import build
+    from speechacts.config import BaselineModel, EmbeddingsModel, TransformerModel
+
+    cfg = {"baseline": BaselineModel(),
+           "transformer": TransformerModel(epochs=1, max_length=32, device="cpu"),
+           "embeddings": EmbeddingsModel(max_length=64, device="cpu")}[family]
+    rows = tiny_authored()
+    model = build(cfg, seed=13).fit([r["text"] for r in rows], [r["label"] for r in rows])
+    return model, {"name": f"tiny-{family}", "model": cfg.model_dump(mode="json")}

@@ -112,6 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("predict", help="label sentences or an article with a saved classifier")
+    p.add_argument("sentences", nargs="*", help="sentences to label; without them, --file or standard input")
+    p.add_argument("--file", "-f", default=None, metavar="PATH",
+                   help="an article (UTF-8, one paragraph per line, as in seeds/); '-' for standard input")
+    p.add_argument("--lines", action="store_true",
+                   help="read --file or standard input as one sentence per line instead of as an article")
+    p.add_argument("--model", "-m", default=None, metavar="SOURCE",
+                   help="a model directory, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION "
+                        "(default models:/speechacts-classifier@champion)")
+    p.add_argument("--tracking-uri", default=None, metavar="URI",
+                   help="the MLflow store for runs:/ and models:/ (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--format", choices=("table", "jsonl"), default=None,
+                   help="table (default on a terminal) or jsonl: one JSON object per sentence (default in a pipe)")
     p.set_defaults(func=cmd_predict)
     return parser
 

@@ -11,13 +11,11 @@ from speechacts.errors import ModelError
 
 
 def quiet() -> None:
-    """No progress bars or load reports from transformers and datasets: the jobs print their own lines."""
-    import datasets
+    """No progress bars or load reports from transformers: the jobs print their own lines."""
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
 
 
 def resolve_pretrained(name: str) -> str:
@@ -50,7 +48,7 @@ def warn_if_truncated(tokenizer, texts: list[str], max_length: int) -> None:
     long = [i for i, n in enumerate(lengths) if n > max_length]
     if long:
         warnings.warn(f"{len(long)} text(s) longer than the model's maximum of {max_length} tokens were truncated "
-                      f"(the first is text {long[0]}, {lengths[long[0]]} tokens)", UserWarning, stacklevel=3)
+                      f"(the first is text {long[0] + 1}, {lengths[long[0]]} tokens)", UserWarning, stacklevel=3)
 
 
 def length_batches(tokenizer, texts: list[str], batch_size: int, max_length: int):

@@ -66,6 +66,7 @@ class TransformerClassifier(Classifier):
         self.tokenizer_ = tokenizer
 
     def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> TransformerClassifier:
+        import datasets
         import torch
         from datasets import Dataset
         from transformers import (
@@ -82,6 +83,7 @@ class TransformerClassifier(Classifier):
 
         cfg = self.cfg
         quiet()
+        datasets.disable_progress_bars()
         set_seed(self.seed)
         path = resolve_pretrained(cfg.pretrained)
         tokenizer = load_pretrained(path, AutoTokenizer)

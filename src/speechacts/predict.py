@@ -1,0 +1,132 @@
+"""The predict job: label sentences (arguments), an article (--file) or standard input with a saved model.
+
+On a terminal it prints a table; with --format jsonl, or into any pipe, one JSON object per
+sentence with `text`, `label` and `scores` (label -> probability), and for an article's
+sentences their `position` and `kind`. Warnings, such as a sentence truncated to the model's
+maximum length, go to standard error as one line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from speechacts.api import check_texts, load_classifier
+from speechacts.errors import DataError
+from speechacts.labels import LABELS
+
+if TYPE_CHECKING:
+    from speechacts.api import Prediction
+
+STDIN = "-"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to label: loose sentences, or the text of one article."""
+
+    sentences: list[str] | None = None
+    article: str | None = None
+    name: str = "article"
+
+
+def main(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line_warning
+        request = read_request(args.sentences, args.file, args.lines, sys.stdin)
+        predictions = run(request, args.model, args.tracking_uri)
+        try:
+            write(predictions, args.format or ("table" if sys.stdout.isatty() else "jsonl"), sys.stdout)
+        except BrokenPipeError:  # the reader (`| head`) stopped reading: not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def run(request: Request, model: str | None = None, tracking_uri: str | None = None) -> list[Prediction]:
+    """Label a request with the model a source names (default models:/speechacts-classifier@champion)."""
+    if request.article is not None:
+        report_left_out(request)
+    classifier = load_classifier(model, tracking_uri)
+    if request.article is None:
+        return classifier.predict(request.sentences)
+    return classifier.predict_article(request.article, request.name)
+
+
+def read_request(sentences: list[str], file: str | None, lines: bool, stdin: TextIO) -> Request:
+    """Sentences from the arguments, else the text of --file or standard input, checked before any model loads."""
+    if sentences and file is not None:
+        raise DataError("give sentences as arguments or --file, not both")
+    if sentences:
+        if lines:
+            raise DataError("--lines applies to --file or standard input; sentences given as arguments are one each")
+        return Request(sentences=check_texts(sentences))
+    if file is None and stdin.isatty():
+        raise DataError("nothing to label: give sentences as arguments, --file PATH, or pipe text to standard input")
+    if file is None or file == STDIN:
+        where, name, raw = "standard input", "stdin", stdin.buffer.read()
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: is not a file")
+        where, name, raw = str(path), path.stem, path.read_bytes()
+    text = decode(raw, where)
+    if lines:
+        return Request(sentences=[line.strip() for line in text.splitlines() if line.strip()])
+    return Request(article=text, name=name)
+
+
+def decode(raw: bytes, where: str) -> str:
+    """UTF-8 text (a byte-order mark is dropped), or a DataError naming the bad byte or the emptiness."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                        "save it as UTF-8") from None
+    if not text.strip():
+        raise DataError(f"{where}: empty, nothing to label")
+    return text
+
+
+def report_left_out(request: Request) -> None:
+    """Say on stderr which lines of the article are not body sentences (they are not labelled)."""
+    from speechacts.segment import segment_article
+
+    left_out = [s for s in segment_article(request.article, request.name) if not s.is_body]
+    if left_out:
+        print(f"note: left out {len(left_out)} line(s) that are not body sentences: "
+              + ", ".join(f"{s.index} ({s.reason})" for s in left_out), file=sys.stderr)
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """warnings.showwarning that prints `warning: <message>` on one line, without source or traceback."""
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def write(predictions: list[Prediction], fmt: str, out: TextIO) -> None:
+    if fmt == "jsonl":
+        for p in predictions:
+            record = p.to_dict()
+            record["scores"] = {label: round(value, 6) for label, value in record["scores"].items()}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        out.write(table(predictions, shutil.get_terminal_size((120, 24)).columns) + "\n")
+    out.flush()
+
+
+def table(predictions: list[Prediction], width: int) -> str:
+    """#, label, every label's probability, and the text cut to the terminal's width."""
+    head = f"{'#':>4}  {'label':<11}" + "".join(f"{label[:6]:>7}" for label in LABELS) + "  text"
+    lines = [head, "-" * min(width, len(head) + 40)]
+    room = max(20, width - len(head) + len("text"))
+    for i, p in enumerate(predictions, 1):
+        text = p.text if len(p.text) <= room else p.text[:room - 1] + "…"
+        lines.append(f"{p.position or i:>4}  {p.label:<11}" + "".join(f"{p.scores[label]:>7.2f}" for label in LABELS)
+                     + f"  {text}")
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+
+from conftest import ROOT, SEED_ARTICLE, SEED_NAME, SENTENCES, read_rows, tiny_model, train_and_register
+from speechacts import api, load_classifier
+from speechacts.classifier import load_model
+from speechacts.errors import DataError, ModelError, TrackingError
+from speechacts.labels import LABELS
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    return train_and_register(tmp_path_factory.mktemp("registered"))
+
+
+@pytest.mark.parametrize("family", ["baseline", pytest.param("transformer", marks=pytest.mark.slow),
+                                    pytest.param("embeddings", marks=pytest.mark.slow)])
+def test_save_load_gives_identical_predictions_for_every_family(family, tmp_path):
+    model, config = tiny_model(family)
+    expected = model.predict_proba(SENTENCES)
+    classifier = load_classifier(model.save(tmp_path / "model", config=config))
+    assert classifier.family == family
+    assert np.allclose(classifier.predict_proba(SENTENCES), expected, rtol=0, atol=1e-6)
+    predictions = classifier.predict(SENTENCES)
+    assert [p.text for p in predictions] == SENTENCES
+    assert [p.label for p in predictions] == [LABELS[i] for i in expected.argmax(axis=1)]
+    assert all(list(p.scores) == list(LABELS) and sum(p.scores.values()) == pytest.approx(1) for p in predictions)
+
+
+def test_every_source_of_the_registered_model_predicts_like_the_saved_directory(registered):
+    expected = load_model(registered.model_dir).predict_proba(SENTENCES)
+    result = registered.result
+    for source in ("models:/speechacts-classifier@champion", "models:/speechacts-classifier/1",
+                   f"runs:/{result.run_id}/model", str(registered.model_dir)):
+        classifier = load_classifier(source, tracking_uri=registered.store)
+        assert classifier.source == source
+        assert np.array_equal(classifier.predict_proba(SENTENCES), expected), source
+
+
+def test_default_source_is_the_champion_in_the_store_from_the_environment(registered, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered.store)
+    classifier = load_classifier()
+    assert classifier.source == "models:/speechacts-classifier@champion"
+    assert classifier.model_dir.name == "model" and (classifier.model_dir / "speechacts.json").is_file()
+
+
+def test_direct_sqlite_read_finds_the_same_model_as_mlflow(registered):
+    for source in ("models:/speechacts-classifier@champion", "models:/speechacts-classifier/1"):
+        direct = api.sqlite_registry_root(api.sqlite_file(registered.store), source, registered.store)
+        assert direct is not None and direct == api.mlflow_root(source, registered.store)
+
+
+def test_an_mlflow_model_folder_is_a_source_too(registered):
+    root = api.registry_root("models:/speechacts-classifier@champion", registered.store)
+    assert load_classifier(root).model_dir == root / "artifacts" / "model"
+
+
+def test_neither_import_nor_local_or_sqlite_loading_imports_mlflow(registered):
+    script = f"""
+import sys
+import speechacts
+assert not {{"mlflow", "sklearn", "torch", "numpy"}} & set(sys.modules), "import speechacts is not light"
+for source in ({str(registered.model_dir)!r}, "models:/speechacts-classifier@champion"):
+    speechacts.load_classifier(source, tracking_uri={registered.store!r}).predict(["Talks will resume."])
+print(sorted(name for name in ("mlflow", "torch", "transformers") if name in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "mlflow" not in out.stdout and "transformers" not in out.stdout
+
+
+def test_article_sentences_keep_their_positions_and_left_out_lines_are_skipped(registered):
+    classifier = load_classifier(registered.model_dir)
+    predictions = classifier.predict_article(SEED_ARTICLE.read_text(encoding="utf-8"), SEED_NAME)
+    labelled = [row["id"] for row in read_rows(ROOT / "data" / "seed_labels.csv") if row["source"] == SEED_NAME]
+    left_out = {row["id"] for row in read_rows(ROOT / "data" / "seed_excluded.csv")}
+    ids = [f"{SEED_NAME}:{p.position:03d}" for p in predictions]
+    assert ids == labelled and len(left_out) == 5 and not left_out & set(ids)
+    assert [p.kind for p in predictions[:3]] == ["headline", "standfirst", "body"]
+    assert predictions[0].text == "US and Russia still at odds after talks over Ukraine tensions"
+    assert [p.label for p in predictions] == classifier.model.predict([p.text for p in predictions])
+
+
+def test_a_single_string_is_one_sentence_and_no_sentences_give_no_predictions(registered):
+    classifier = load_classifier(registered.model_dir)
+    assert [p.text for p in classifier.predict("Talks will resume.")] == ["Talks will resume."]
+    assert classifier.predict([]) == []
+
+
+@pytest.mark.parametrize("texts, message", [
+    ([""], "sentence 1 is empty or only whitespace"),
+    (["Talks will resume.", " \n\t"], "sentence 2 is empty or only whitespace"),
+    (["Talks will resume.", None], "sentence 2 is a NoneType, not a string"),
+])
+def test_empty_or_non_text_sentences_are_refused(registered, texts, message):
+    with pytest.raises(DataError, match=message):
+        load_classifier(registered.model_dir).predict(texts)
+
+
+def test_an_empty_article_is_refused(registered):
+    with pytest.raises(DataError, match="the article is empty"):
+        load_classifier(registered.model_dir).predict_article("  \n\n ")
+
+
+def test_missing_and_non_model_directories(tmp_path):
+    with pytest.raises(ModelError, match=r"no-such-dir: model directory not found"):
+        load_classifier(tmp_path / "no-such-dir")
+    with pytest.raises(ModelError, match=r"not a speechacts model \(no speechacts.json\)"):
+        load_classifier(tmp_path)
+    with pytest.raises(ModelError, match=r"expected a model directory, runs:/RUN_ID/model, models:/NAME@ALIAS"):
+        load_classifier("s3://bucket/model")
+
+
+def test_a_model_saved_by_an_incompatible_version(registered, tmp_path):
+    old = shutil.copytree(registered.model_dir, tmp_path / "old")
+    meta = json.loads((old / "speechacts.json").read_text())
+    meta["format_version"], meta["versions"]["speechacts"] = 0, "0.0.1"
+    (old / "speechacts.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"saved with model format 0 by speechacts 0.0.1; this speechacts reads "
+                                         r"format 1: retrain it or install the version that saved it"):
+        load_classifier(old)
+
+
+def test_a_damaged_model_file(registered, tmp_path):
+    broken = shutil.copytree(registered.model_dir, tmp_path / "broken")
+    (broken / "pipeline.skops").write_bytes(b"not a zip file")
+    with pytest.raises(ModelError, match=r"pipeline.skops: cannot load .*retrain it"):
+        load_classifier(broken)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("models:/speechacts-classifier@nope", "registered model 'speechacts-classifier' has no alias 'nope' in tracking "
+                                           r"store .*; its aliases: @champion \(version 1\); its versions: 1"),
+    ("models:/speechacts-classifier/9", "registered model 'speechacts-classifier' has no version 9 .*its versions: 1"),
+    ("models:/other@champion", r"no registered model 'other' in tracking store .* \(it has 'speechacts-classifier'\)"),
+    ("runs:/0123456789abcdef/model", "runs:/0123456789abcdef/model in tracking store .*: Run with id=0123456789abcdef "
+                                     "not found"),
+])
+def test_unknown_alias_version_model_or_run(registered, source, message):
+    with pytest.raises(ModelError, match=message):
+        load_classifier(source, tracking_uri=registered.store)
+
+
+def test_mlflow_route_gives_the_same_message_for_an_unknown_alias(registered):
+    with pytest.raises(ModelError, match="has no alias 'nope' .*its aliases: @champion"):
+        api.mlflow_root("models:/speechacts-classifier@nope", registered.store)
+
+
+def test_empty_and_missing_tracking_stores(tmp_path):
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    with pytest.raises(TrackingError, match=r"tracking store .*missing.db not found \(.* does not exist\); train and "
+                                            "register a model with `speechacts experiment"):
+        load_classifier(tracking_uri=missing)
+    assert not (tmp_path / "missing.db").exists()
+    (tmp_path / "blank.db").touch()
+    with pytest.raises(TrackingError, match=r"tracking store .*blank.db is empty: it has no model registry"):
+        load_classifier(tracking_uri=f"sqlite:///{tmp_path / 'blank.db'}")
+    empty = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(empty).search_experiments()  # creates the tables, registers nothing
+    with pytest.raises(ModelError, match=r"no registered model 'speechacts-classifier' in tracking store .* \(it has no "
+                                         r"registered models\); train and register a model with"):
+        load_classifier(tracking_uri=empty)
