@@ -189,8 +189,7 @@ def seed_problems(rows: list[Row], excluded: list[Row], seeds: dict[str, list[Se
 
 def validate(cfg: DataConfig) -> Corpus:
     """Read and check every label file, the excluded file and the seed articles."""
-    paths = {name: path for name, path in seed_articles(cfg.seeds_dir).items()}
-    articles = {name: read_article(path) for name, path in paths.items()}
+    articles = {name: read_article(path) for name, path in seed_articles(cfg.seeds_dir).items()}
     seeds = {name: segment_article(text, name) for name, text in articles.items()}
     train, test, problems = [], [], []
     for files, bucket in ((cfg.train, train), (cfg.test, test)):

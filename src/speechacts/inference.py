@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from speechacts.api import check_texts
 from speechacts.errors import SpeechactsError
 from speechacts.labels import LABELS
 
@@ -28,12 +29,9 @@ def as_texts(model_input: Any) -> list[str]:
         texts = list(model_input["text"]) if not isinstance(model_input["text"], str) else [model_input["text"]]
     else:
         texts = list(model_input)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-    if bad:
-        raise SpeechactsError(f"text {bad[0]} is empty or not a string; every input must be a non-empty sentence")
     if not texts:
         raise SpeechactsError("no texts to label")
-    return texts
+    return check_texts(texts)
 
 
 def proba_frame(proba: np.ndarray):

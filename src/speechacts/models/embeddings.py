@@ -14,6 +14,7 @@ from speechacts.config import EmbeddingsModel
 from speechacts.errors import ModelError
 from speechacts.models.baseline import aligned_proba
 from speechacts.models.hf import (
+    at_limit,
     length_batches,
     load_pretrained,
     pick_device,
@@ -42,11 +43,12 @@ class Encoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        warn_if_truncated(self.tokenizer, texts, self.max_length)
         todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
         device = next(self.model.parameters()).device
+        candidates = []
         with torch.inference_mode():
             for index, batch in length_batches(self.tokenizer, todo, self.batch_size, self.max_length):
+                candidates += at_limit(index, batch, self.max_length)
                 batch = batch.to(device)
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -54,6 +56,7 @@ class Encoder:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
                 for j, i in enumerate(index):
                     self.cache[todo[i]] = pooled[j]
+        warn_if_truncated(self.tokenizer, texts, self.max_length, [texts.index(todo[i]) for i in candidates])
         return np.stack([self.cache[t] for t in texts])
 
 

@@ -42,13 +42,21 @@ def pick_device(setting: str) -> str:
     return setting
 
 
-def warn_if_truncated(tokenizer, texts: list[str], max_length: int) -> None:
-    """One warning naming how many texts exceed the model's maximum length."""
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]]
-    long = [i for i, n in enumerate(lengths) if n > max_length]
+def warn_if_truncated(tokenizer, texts: list[str], max_length: int, candidates: list[int]) -> None:
+    """One warning naming how many texts exceed the model's maximum length. Only the candidates
+    (texts whose truncated encoding filled max_length) are tokenized again, in full."""
+    lengths = {i: len(tokenizer(texts[i], add_special_tokens=True, truncation=False)["input_ids"])
+               for i in sorted(candidates)}
+    long = [i for i, n in lengths.items() if n > max_length]
     if long:
         warnings.warn(f"{len(long)} text(s) longer than the model's maximum of {max_length} tokens were truncated "
                       f"(the first is text {long[0] + 1}, {lengths[long[0]]} tokens)", UserWarning, stacklevel=3)
+
+
+def at_limit(index: list[int], batch, max_length: int) -> list[int]:
+    """The texts of a batch whose encoding filled max_length: truncated, or exactly that long."""
+    full = (batch["attention_mask"].sum(dim=1) >= max_length).nonzero().flatten().tolist()
+    return [index[j] for j in full]
 
 
 def length_batches(tokenizer, texts: list[str], batch_size: int, max_length: int):

@@ -13,6 +13,7 @@ from speechacts.config import TransformerModel
 from speechacts.errors import ModelError
 from speechacts.labels import ID2LABEL, LABEL2ID, LABELS
 from speechacts.models.hf import (
+    at_limit,
     length_batches,
     load_pretrained,
     pick_device,
@@ -138,14 +139,16 @@ class TransformerClassifier(Classifier):
         if self.model_ is None:
             raise ModelError("the transformer classifier is not fitted; call fit() or load a saved model")
         texts = list(texts)
-        warn_if_truncated(self.tokenizer_, texts, self.cfg.max_length)
         device = next(self.model_.parameters()).device
         out = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
+        candidates = []
         with torch.inference_mode():
             batches = length_batches(self.tokenizer_, texts, self.cfg.predict_batch_size, self.cfg.max_length)
             for index, batch in batches:
+                candidates += at_limit(index, batch, self.cfg.max_length)
                 logits = self.model_(**batch.to(device)).logits
                 out[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        warn_if_truncated(self.tokenizer_, texts, self.cfg.max_length, candidates)
         return out
 
     def _save(self, path: Path) -> None:
