@@ -3,7 +3,6 @@ import json
 import shutil
 import subprocess
 import sys
-from importlib.util import find_spec
 from pathlib import Path
 
 import mlflow
@@ -157,7 +156,6 @@ def test_bad_standard_input(registered, capsys, monkeypatch, data, tty, message)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(find_spec("speechacts.models.transformer") is None, reason="models/transformer.py not written yet")
 def test_a_sentence_longer_than_the_transformer_maximum_is_truncated_with_a_one_line_warning(tmp_path, capsys):
     model, config = tiny_model("transformer")  # max_length 32 tokens
     model_dir = model.save(tmp_path / "transformer", config=config)

@@ -90,6 +90,6 @@ def run(experiment: str | None = None, tracking_uri: str | None = None) -> list[
     figure = plots.comparison_figure([r.name for r in rows], [r.cv[0] for r in rows], [r.cv[1] for r in rows],
                                      [r.cv[2] for r in rows], [r.seed_f1 for r in rows],
                                      f"experiment {experiment}: macro-F1")
-    path = tracking.log_figure_file(figure, OUTPUT_DIR / f"compare-{experiment}.png")
+    path = plots.save_figure(figure, OUTPUT_DIR / f"compare-{experiment}.png")
     print(f"plot: {path}")
     return rows

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +53,7 @@ class Corpus:
     train: list[Row]
     test: list[Row]
     excluded: list[Row] = field(default_factory=list)  # label holds the reason
+    seeds: dict[str, list[Segment]] = field(default_factory=dict)  # every seed article, segmented
 
 
 def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict]:
@@ -207,7 +207,7 @@ def validate(cfg: DataConfig) -> Corpus:
         more = len(problems) - len(shown)
         raise DataError(f"validation failed with {len(problems)} problem(s):\n  " + "\n  ".join(shown)
                         + (f"\n  ... and {more} more" if more else ""))
-    return Corpus(train, test, excluded)
+    return Corpus(train, test, excluded, seeds)
 
 
 def select(rows: list[Row], cfg: DataConfig) -> list[Row]:
@@ -230,7 +230,3 @@ def to_dataset(rows: list[Row]):
         "id": [r.id for r in rows], "source": [r.source for r in rows], "topic": [r.topic for r in rows],
         "hard": [r.hard for r in rows], "text": [r.text for r in rows],
         "label": [LABELS.index(r.label) for r in rows]}, features=features)
-
-
-def counts(rows: list[Row], key) -> Counter:
-    return Counter(key(r) for r in rows)

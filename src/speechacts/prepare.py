@@ -80,7 +80,7 @@ def run(cfg: DataConfig, out_dir: Path = PREPARED_DIR) -> tuple[Corpus, str]:
     card = data_card(corpus)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "sentences.jsonl", "w", encoding="utf-8") as f:
-        for segments in segment_seeds(cfg.seeds_dir).values():
+        for segments in corpus.seeds.values():
             for seg in segments:
                 f.write(json.dumps({"id": seg.id, "source": seg.source, "index": seg.index, "kind": seg.kind,
                                     "reason": seg.reason, "text": seg.text}, ensure_ascii=False) + "\n")

@@ -30,9 +30,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SERVING_CODE = PACKAGE_DIR / "serving.py"
 
 
+def resolve_uri(uri: str | None) -> str:
+    """The URI given, else $MLFLOW_TRACKING_URI, else MLflow's default (./mlflow.db)."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+
+
 def tracking_uri(cfg: TrackingConfig) -> str:
-    """The config's URI, else $MLFLOW_TRACKING_URI, else MLflow's default (./mlflow.db)."""
-    return cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    return resolve_uri(cfg.uri)
 
 
 def connect(cfg: TrackingConfig) -> str:
@@ -153,7 +157,7 @@ def set_alias(registered_model: str, alias: str, version: str | int) -> None:
 
 def use_store(uri: str | None) -> str:
     """Point MLflow at a store for reading; returns the URI used."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    uri = resolve_uri(uri)
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -184,9 +188,3 @@ def read_csv_artifact(run_id: str, path: str):
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp)
         return pd.read_csv(local)
-
-
-def log_figure_file(figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    return path
