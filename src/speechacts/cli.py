@@ -74,6 +74,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_segment(args: argparse.Namespace) -> int:
+    import csv
+
+    from speechacts.segment import read_article, segment_article
+
+    segments = segment_article(read_article(args.article), args.article.stem)
+    if args.csv:  # a label sheet: every body sentence, label left blank
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["id", "source", "label", "text", "note"])
+        writer.writerows([seg.id, seg.source, "", seg.text, ""] for seg in segments if seg.is_body)
+        return 0
+    for seg in segments:
+        print(f"{seg.id}\t{seg.kind if seg.is_body else 'left out: ' + str(seg.reason)}\t{seg.text}")
+    return 0
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    from speechacts import copycheck
+    from speechacts.segment import read_article, split_metadata
+
+    if args.action == "fingerprint":
+        written = [p for folder in args.paths for p in copycheck.fingerprint_excerpts(Path(folder))]
+        print(f"wrote {len(written)} source fingerprint(s) to {copycheck.SOURCES_DIR}/")
+        return 0
+    paths = [Path(p) for p in args.paths] or sorted(Path("data/articles").glob("*.txt"))
+    fingerprints = copycheck.load_fingerprints()
+    problems = []
+    for path in paths:
+        meta, text = split_metadata(read_article(path))
+        problems += copycheck.article_problems(path.stem, text, meta.get("sources", "").split(), fingerprints)
+    for problem in problems:
+        print(problem)
+    print(f"{len(paths)} article(s) checked against {len(fingerprints)} source(s): "
+          f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from speechacts import predict
 
@@ -110,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", nargs="?", default=None, help="MLflow experiment name (default: the config's)")
     p.add_argument("--tracking-uri", default=None)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("segment", help="split an article into sentences with their ids, as prepare does")
+    p.add_argument("article", type=Path, help="a UTF-8 article, one paragraph per line")
+    p.add_argument("--csv", action="store_true", help="print a label sheet of the body sentences (label blank)")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("sources", help="fingerprint the sources read, or check articles against them")
+    p.add_argument("action", choices=("fingerprint", "check"))
+    p.add_argument("paths", nargs="*", help="fingerprint: folders of excerpt files; check: articles (default all)")
+    p.set_defaults(func=cmd_sources)
 
     p = sub.add_parser("predict", help="label sentences or an article with a saved classifier")
     p.add_argument("sentences", nargs="*", help="sentences to label; without them, --file or standard input")

@@ -1,7 +1,8 @@
 """Articles -> sentences with stable ids, and the lines that are not body sentences.
 
-An article is plain UTF-8 text with one paragraph per line. The first line is the headline;
-every paragraph line is split into sentences by pysbd. Photo captions and credits, section
+An article is plain UTF-8 text with one paragraph per line. Lines at the top that start with
+"# " are metadata (the provenance line of an authored article) and are not part of the text.
+The first line after them is the headline; every paragraph line is split into sentences by pysbd. Photo captions and credits, section
 headings and "Source:" lines are recognised from their shape and kept out, with a reason.
 """
 
@@ -17,6 +18,7 @@ from speechacts.errors import DataError
 QUOTES = "“”\"„«»"
 TERMINAL = ".!?…"
 HEADING_MAX_WORDS = 10
+METADATA_PREFIX = "# "
 SOURCE_LINE = re.compile(r"^\s*(sources?|with reporting by|additional reporting by)\s*:", re.I)
 CREDIT_LINE = re.compile(r"^\s*(photo|photograph|image|picture|credit|video)s?\s*:", re.I)
 # "... Switzerland [Denis Balibouse/Reuters]" or "... (AP Photo/Jane Doe)"
@@ -90,8 +92,21 @@ def is_heading(line: str) -> bool:
     return len(line.split()) <= HEADING_MAX_WORDS and not bare.endswith(tuple(TERMINAL))
 
 
+def split_metadata(text: str) -> tuple[dict[str, str], str]:
+    """({key: value} from the leading "# key: value | key: value" lines, the article text)."""
+    lines = text.splitlines()
+    meta: dict[str, str] = {}
+    while lines and (lines[0].startswith(METADATA_PREFIX) or not lines[0].strip()):
+        for field in lines.pop(0)[len(METADATA_PREFIX):].split(" | "):
+            key, sep, value = field.partition(":")
+            if sep:
+                meta[key.strip().lower()] = value.strip()
+    return meta, "\n".join(lines)
+
+
 def segment_article(text: str, source: str) -> list[Segment]:
     """All segments of an article in order; ids are `source:NNN`, stable across re-runs."""
+    _, text = split_metadata(text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     segments: list[Segment] = []
     body_paragraphs = 0
