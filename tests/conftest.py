@@ -1,5 +1,6 @@
-"""Tiny fixtures: a project folder with the real seed article, its labels and a small slice
-of the authored corpus, and helpers to build configs that point at a temporary MLflow store."""
+"""Tiny fixtures: a project folder with the real seed article, its labels, a small slice of the
+authored corpus and four short articles (tests/fixtures/articles, with the fingerprint of their
+stand-in source), and helpers to build configs that point at a temporary MLflow store."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SEED_NAME = "2022-01-10-aljazeera-us-russia-geneva-talks"
 PER_LABEL = 6
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -40,6 +42,16 @@ def tiny_authored() -> list[dict]:
     return rows
 
 
+def tiny_contrast() -> list[dict]:
+    """The first contrast row of each label."""
+    rows, seen = [], set()
+    for row in read_rows(ROOT / "data" / "contrast.csv"):
+        if row["label"] not in seen:
+            seen.add(row["label"])
+            rows.append(row)
+    return rows
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """A project folder (seeds/, data/) with a tiny corpus; the working directory for the test."""
@@ -48,6 +60,9 @@ def project(tmp_path, monkeypatch) -> Path:
     for name in ("seed_labels.csv", "seed_excluded.csv"):
         shutil.copy(ROOT / "data" / name, tmp_path / "data" / name)
     write_rows(tmp_path / "data" / "authored.csv", tiny_authored())
+    write_rows(tmp_path / "data" / "contrast.csv", tiny_contrast())
+    shutil.copytree(FIXTURES / "articles", tmp_path / "data" / "articles")
+    shutil.copytree(FIXTURES / "sources", tmp_path / "data" / "sources")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -92,6 +107,7 @@ def train_and_register(folder):
     write_rows(folder / "authored.csv", tiny_authored())
     store = f"sqlite:///{folder / 'mlflow.db'}"
     overrides = tiny_overrides(store, f"data.train=[{folder / 'authored.csv'}]",
+                               f"data.articles_dir={FIXTURES / 'articles'}", f"data.sources_dir={FIXTURES / 'sources'}",
                                f"data.test=[{folder / 'seed_labels.csv'}]", f"data.excluded={folder / 'seed_excluded.csv'}",
                                f"data.seeds_dir={folder / 'seeds'}", f"output_dir={folder / 'outputs'}")
     import mlflow

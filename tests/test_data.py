@@ -1,3 +1,4 @@
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +30,12 @@ def problems(cfg: DataConfig | None = None) -> str:
 def test_tiny_project_validates(project):
     corpus = validate(DataConfig())
     assert len(corpus.test) == 24 and len(corpus.excluded) == 5
-    assert Counter(r.label for r in corpus.train) == {label: 6 for label in LABELS}
+    assert Counter(r.label for r in corpus.train if not r.in_article) == {label: 7 for label in LABELS}
+    article_rows = [r for r in corpus.train if r.in_article]
+    assert len(article_rows) == 32 and len(corpus.articles) == 4
+    assert Counter(r.kind for r in article_rows) == {"headline": 4, "standfirst": 4, "body": 24}
+    assert {r.group for r in article_rows} == set(corpus.articles)
+    assert corpus.articles["fx-border-post"].meta["outlet"] == "broadsheet"
 
 
 def test_unknown_label(project):
@@ -86,7 +92,7 @@ def test_edited_seed_article_breaks_its_rows(project):
 
 def test_unknown_source(project):
     edit(AUTHORED, lambda rows: rows[0].update(source="wikipedia"))
-    assert "unknown source 'wikipedia'; expected 'authored' or a seed article" in problems()
+    assert "unknown source 'wikipedia'; expected 'authored' or the name of a seed or authored article" in problems()
 
 
 def test_missing_column(project):
@@ -154,17 +160,53 @@ def test_dataset_has_fixed_label_order_and_keeps_id_and_source(project):
     assert dataset.features["label"].int2str(dataset[0]["label"]) == corpus.train[0].label
 
 
-# The shipped corpus itself (issue: at least 120 per label, breadth, hard cases, apart from the seed).
-def test_shipped_corpus_validates_and_is_large_enough():
-    corpus = validate(DataConfig(train=[ROOT / "data/authored.csv"], test=[ROOT / "data/seed_labels.csv"],
-                                 seeds_dir=ROOT / "seeds", excluded=ROOT / "data/seed_excluded.csv"))
-    counts = Counter(r.label for r in corpus.train)
+# The shipped corpus itself: isolated sentences, contrast sentences and authored articles.
+def shipped_corpus():
+    return validate(DataConfig(train=[ROOT / "data/authored.csv", ROOT / "data/contrast.csv"],
+                               test=[ROOT / "data/seed_labels.csv"], seeds_dir=ROOT / "seeds",
+                               excluded=ROOT / "data/seed_excluded.csv", articles_dir=ROOT / "data/articles",
+                               sources_dir=ROOT / "data/sources", second_reading_dir=ROOT / "data/second_reading"))
+
+
+def test_shipped_isolated_sentences_validate_and_are_large_enough():
+    corpus = shipped_corpus()
+    authored = [r for r in corpus.train if r.id.startswith("authored-")]
+    counts = Counter(r.label for r in authored)
     assert all(counts[label] >= 120 for label in LABELS), counts
-    assert len({r.topic for r in corpus.train}) >= 15
+    assert len({r.topic for r in authored}) >= 15
     for label in LABELS:
-        rows = [r for r in corpus.train if r.label == label]
+        rows = [r for r in authored if r.label == label]
         assert sum(r.hard for r in rows) * 3 >= len(rows), label
-    assert all(6 <= len(r.text.split()) <= 50 for r in corpus.train)
+    assert all(6 <= len(r.text.split()) <= 50 for r in authored)
+
+
+def test_shipped_contrast_sentences_break_each_shortcut_30_times():
+    contrast = [r for r in shipped_corpus().train if r.id.startswith("contrast-")]
+    assert all(r.hard and r.source == "authored" for r in contrast)
+
+    def has(pattern):
+        return [r for r in contrast if re.search(pattern, r.text, re.I)]
+
+    assert len([r for r in has(r"\b(if|unless|provided that|as long as)\b") if r.label != "threat"]) >= 30
+    assert len([r for r in has(r"\bwill be\b") if r.label != "threat"]) >= 30
+    assert len([r for r in has(r"\bjoint\b") if r.label != "offer"]) >= 30
+    assert len([r for r in has(r"\b(will not|won't) (allow|tolerate|accept)\b") if r.label == "denial"]) >= 20
+
+
+def test_shipped_articles_are_many_varied_and_shaped_like_reporting():
+    corpus = shipped_corpus()
+    rows = [r for r in corpus.train if r.in_article]
+    assert len(corpus.articles) >= 150 and len(rows) >= 3000
+    assert len({a.meta["dispute"] for a in corpus.articles.values()}) >= 60
+    assert {a.meta["outlet"] for a in corpus.articles.values()} == {"wire", "broadsheet", "regional", "analysis"}
+    assert len({a.meta.get("writer") for a in corpus.articles.values()}) >= 5
+    share = Counter(r.label for r in rows)
+    assert 0.5 <= share["assessment"] / len(rows) <= 0.8, share  # not balanced: reporting is mostly assessment
+    assert all(share[label] >= 100 for label in LABELS), share
+    follow_ups = sum(bool(re.search(r"\b(he|she|they) (said|added)\b", r.text)) for r in rows)
+    assert follow_ups >= 150
+    read = {r.id for r in corpus.readings}
+    assert all(r.id in read for r in rows)  # every article sentence was read a second time
 
 
 def test_authored_rows_read_with_their_flags():
@@ -172,3 +214,98 @@ def test_authored_rows_read_with_their_flags():
     assert not problems_found
     assert {r.source for r in rows} == {"authored"}
     assert any(r.hard for r in rows) and any(not r.hard for r in rows)
+
+
+# Authored articles (data/articles/<id>.txt with its label sheet <id>.csv)
+ARTICLE = Path("data/articles/fx-border-post.txt")
+SHEET = ARTICLE.with_suffix(".csv")
+
+
+def test_article_sentence_with_no_row(project):
+    edit(SHEET, lambda rows: rows.pop(3))
+    assert ("fx-border-post:004: article sentence has no row in any label file: 'Customs staff on both sides "
+            "have been idle since the post closed in April.'") in problems()
+
+
+def test_article_row_whose_text_no_longer_matches(project):
+    ARTICLE.write_text(ARTICLE.read_text(encoding="utf-8").replace("within a week", "within a month"), encoding="utf-8")
+    message = problems()
+    assert ("data/articles/fx-border-post.csv line 4 (id fx-border-post:003): names article 'fx-border-post' as "
+            "its source, but its text is not in it") in message
+
+
+def test_article_row_with_an_unknown_label(project):
+    edit(SHEET, lambda rows: rows[0].update(label="proposal"))
+    assert ("data/articles/fx-border-post.csv line 2 (id fx-border-post:001): unknown label 'proposal'; expected one "
+            "of threat, demand, denial, offer, assessment") in problems()
+
+
+def test_article_row_naming_another_article(project):
+    edit(SHEET, lambda rows: rows[0].update(source="fx-river-gates"))
+    assert ("data/articles/fx-border-post.csv line 2 (id fx-border-post:001): source 'fx-river-gates' differs from "
+            "its article 'fx-border-post'") in problems()
+
+
+def test_article_without_a_label_sheet(project):
+    SHEET.unlink()
+    assert ("data/articles/fx-border-post.txt: no label sheet fx-border-post.csv beside it; make one with "
+            "`speechacts segment data/articles/fx-border-post.txt --csv > data/articles/fx-border-post.csv`") in problems()
+
+
+def test_label_sheet_without_an_article(project):
+    ARTICLE.unlink()
+    assert "data/articles/fx-border-post.csv: a label sheet with no article fx-border-post.txt beside it" in problems()
+
+
+@pytest.mark.parametrize("line, message", [
+    ("# dispute: border | outlet: wire | date: 2024-05-11\n",
+     "data/articles/fx-border-post.txt: provenance line lacks sources; its first line must read '# dispute: ..."),
+    ("# dispute: border | outlet: blog | date: 2024-05-11 | sources: https://example.org/fixture-source\n",
+     "data/articles/fx-border-post.txt: outlet 'blog' is not one of wire, broadsheet, regional, analysis"),
+    ("# dispute: border | outlet: wire | date: May 2024 | sources: https://example.org/fixture-source\n",
+     "data/articles/fx-border-post.txt: date 'May 2024' is not YYYY-MM-DD"),
+    ("# dispute: border | outlet: wire | date: 2024-05-11 | sources: https://example.org/unread\n",
+     "data/articles/fx-border-post.txt: source https://example.org/unread has no fingerprint; run "
+     "`speechacts sources fingerprint` on the excerpts read"),
+])
+def test_bad_provenance_line(project, line, message):
+    text = ARTICLE.read_text(encoding="utf-8")
+    ARTICLE.write_text(line + text.split("\n", 1)[1], encoding="utf-8")
+    assert message in problems()
+
+
+def test_article_copying_five_words_of_its_source_is_refused(project):
+    # the fixture source reads "... said the gates would stay shut until the autumn rains came."
+    ARTICLE.write_text(ARTICLE.read_text(encoding="utf-8").replace(
+        "Hauliers say queues", "Officials said the gates would stay shut until the autumn. Hauliers say queues"),
+        encoding="utf-8")
+    message = problems()
+    assert ("data/articles/fx-border-post.txt: copies 5 words from https://example.org/fixture-source: "
+            "'the gates would stay shut'; rephrase it") in message
+    assert "'would stay shut until the'" in message and "'Officials said the gates would'" not in message
+
+
+def test_article_reusing_five_words_of_a_seed_article_is_refused(project):
+    ARTICLE.write_text(ARTICLE.read_text(encoding="utf-8").replace(
+        "Hauliers say queues", "Both sides gave no sign that they had narrowed their differences. Hauliers say queues"),
+        encoding="utf-8")
+    assert (f"data/articles/fx-border-post.txt: reuses 5 words of the seed article {SEED_NAME}: "
+            "'gave no sign that they'; rephrase it") in problems()
+
+
+def test_short_lines_may_repeat_across_articles_but_not_across_isolated_rows(project):
+    for path in (ARTICLE, Path("data/articles/fx-fishing-quota.txt")):
+        path.write_text(path.read_text(encoding="utf-8") + "No date has been set.\n", encoding="utf-8")
+        edit(path.with_suffix(".csv"), lambda rows, p=path: rows.append(
+            {"id": f"{p.stem}:{len(rows) + 1:03d}", "source": p.stem, "label": "assessment",
+             "text": "No date has been set.", "note": ""}))
+    validate(DataConfig())  # two articles may share a stock line
+    edit(AUTHORED, lambda rows: rows[0].update(text="No date has been set."))
+    assert ("data/articles/fx-border-post.csv line 10 (id fx-border-post:009): duplicate text, same as "
+            "data/authored.csv line 2 (id authored-0001)") in problems()
+
+
+def test_missing_articles_folder(project):
+    assert "data/none: articles folder not found (data.articles_dir; null for none)" in problems(
+        DataConfig(articles_dir=Path("data/none")))
+    assert not any(r.in_article for r in validate(DataConfig(articles_dir=None)).train)

@@ -36,29 +36,70 @@ def labels(n_per_label=10):
     return [label for label in LABELS for _ in range(n_per_label)]
 
 
+def singletons(y):
+    return [str(i) for i in range(len(y))]
+
+
+def articles(n_articles=12, size=8, seed=0):
+    """Labels and groups of n articles: mostly assessments, a few acts each, like reporting."""
+    rng = np.random.default_rng(seed)
+    y, g = [], []
+    for a in range(n_articles):
+        for _ in range(size):
+            y.append(str(rng.choice(LABELS, p=[0.1, 0.1, 0.1, 0.1, 0.6])))
+            g.append(f"article-{a}")
+    return y, g
+
+
 def test_folds_are_identical_for_the_same_seed_and_differ_for_another():
-    a = evaluation.make_folds(labels(), 5, 2, seed=7)
-    b = evaluation.make_folds(labels(), 5, 2, seed=7)
-    c = evaluation.make_folds(labels(), 5, 2, seed=8)
-    ids = [str(i) for i in range(50)]
+    y, g = articles()
+    a = evaluation.make_folds(y, g, 3, 2, seed=7)
+    b = evaluation.make_folds(y, g, 3, 2, seed=7)
+    c = evaluation.make_folds(y, g, 3, 2, seed=8)
+    ids = [str(i) for i in range(len(y))]
     assert evaluation.folds_digest(ids, a) == evaluation.folds_digest(ids, b) != evaluation.folds_digest(ids, c)
     assert all((x.test == y.test).all() for x, y in zip(a, b))
 
 
+def test_no_article_is_split_across_folds_and_isolated_sentences_spread():
+    y, g = articles()
+    iso = labels(4)  # 20 isolated sentences, each its own group
+    y, g = y + iso, g + [f"isolated-{i}" for i in range(len(iso))]
+    folds = evaluation.make_folds(y, g, 4, 2, seed=0)
+    groups = np.asarray(g)
+    for f in folds:
+        assert not set(groups[f.test]) & set(groups[f.train])  # an article is wholly in or out
+        assert any(str(x).startswith("isolated") for x in groups[f.test])
+    for repeat in (0, 1):
+        held = np.concatenate([f.test for f in folds if f.repeat == repeat])
+        assert sorted(held) == list(range(len(y)))  # every row held out once per repeat
+    first = [set(groups[f.test]) for f in folds if f.repeat == 0]
+    second = [set(groups[f.test]) for f in folds if f.repeat == 1]
+    assert first != second  # a repeat reshuffles the articles
+
+
 def test_folds_are_stratified_and_cover_every_row_once_per_repeat():
-    folds = evaluation.make_folds(labels(), 5, 2, seed=0)
+    y = labels()
+    folds = evaluation.make_folds(y, singletons(y), 5, 2, seed=0)
     assert len(folds) == 10
     for repeat in (0, 1):
         held = np.concatenate([f.test for f in folds if f.repeat == repeat])
         assert sorted(held) == list(range(50))
     assert all(len(f.test) == 10 for f in folds)
+    assert all(sorted(np.asarray(y)[f.test]) == sorted(LABELS * 2) for f in folds)
 
 
 def test_a_label_with_fewer_examples_than_folds_is_refused():
     y = labels(10)[:-8]  # 'assessment' keeps 2
     with pytest.raises(DataError, match=r"evaluation.folds=5 needs at least 5 examples of every label, "
                                         r"but these have fewer: assessment \(2\); lower evaluation.folds or add data"):
-        evaluation.make_folds(y, 5, 1, seed=0)
+        evaluation.make_folds(y, singletons(y), 5, 1, seed=0)
+
+
+def test_fewer_articles_than_folds_is_refused():
+    y, g = articles(n_articles=2, size=30)
+    with pytest.raises(DataError, match=r"evaluation.folds=3 needs at least 3 articles or isolated sentences, got 2"):
+        evaluation.make_folds(y, g, 3, 1, seed=0)
 
 
 def test_corrected_interval_is_wider_than_the_naive_one():

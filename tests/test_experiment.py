@@ -19,17 +19,19 @@ def test_experiment_runs_every_recipe_crowns_the_best_and_compares(project, stor
                                              f"  - recipe: {BASELINE}\n    name: weak\n    overrides: [model.C=0.001]\n")
     results = experiment.run(spec, tiny_overrides(store))
     assert [r.name for r in results] == ["strong", "weak"]
-    best = max(results, key=lambda r: r.cv["macro_f1"][0])
+    best = max(results, key=lambda r: r.cv["article_macro_f1"][0])
+    assert best.headline == best.cv["article_macro_f1"]
     client = mlflow.MlflowClient(store)
     assert str(client.get_model_version_by_alias("speechacts-classifier", "champion").version) == best.model_version
     out = capsys.readouterr().out
     assert "models:/speechacts-classifier@champion is now version" in out
-    assert "CV macro-F1 [95% CI]" in out and "reference:majority" in out and "reference:stratified" in out
+    assert "article macro-F1 [95% CI]" in out and "reference:majority" in out and "reference:stratified" in out
+    assert "reference:assessment" in out and "always answers 'assessment'" in out
     assert (project / "outputs" / "compare-tests.png").is_file()
 
     rows = compare.run("tests", tracking_uri=store)
     assert [r.name for r in rows][:2] == sorted(["strong", "weak"], key=lambda n: -next(
-        r.cv["macro_f1"][0] for r in results if r.name == n))
+        r.cv["article_macro_f1"][0] for r in results if r.name == n))
     assert rows[0].diff is None and rows[1].diff is not None and 0 <= rows[1].p_value <= 1
     assert {r.family for r in rows} == {"baseline", "reference"}
 

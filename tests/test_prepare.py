@@ -8,7 +8,10 @@ from speechacts.cli import main
 def test_prepare_prints_and_writes_the_data_card(project, capsys):
     assert main(["prepare"]) == 0
     out = capsys.readouterr().out
-    assert "# Data card" in out and "## Labels by source" in out and "## Labels by hard flag" in out
+    assert "# Data card" in out and "## Labels by kind of text" in out and "## Isolated sentences by hard flag" in out
+    assert "67 training sentences (35 isolated, 32 in 4 authored articles)" in out
+    assert "4 articles on 4 disputes; 32 labelled sentences, 7 to 9 per article (median 8)." in out
+    assert "## Shortcut check" in out and "| article | " in out
     assert f"| {SEED_NAME}:013 | section heading | US warning over invasion |" in out
     card = Path("data/prepared/DATA_CARD.md").read_text(encoding="utf-8")
     assert card in out
@@ -28,7 +31,7 @@ def test_prepare_refuses_bad_data_and_writes_nothing(project, capsys):
 
 def test_validate_command(project, capsys):
     assert main(["validate"]) == 0
-    assert "ok: 30 training rows, 24 test rows, 5 left-out lines" in capsys.readouterr().out
+    assert "ok: 67 training rows, 24 test rows, 5 left-out lines" in capsys.readouterr().out
 
 
 def test_add_missing_rows_for_a_new_article(project, capsys):

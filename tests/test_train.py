@@ -5,7 +5,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import ROOT, tiny_authored, tiny_overrides, write_rows
+from conftest import FIXTURES, ROOT, tiny_authored, tiny_overrides, write_rows
 from speechacts import train
 from speechacts.classifier import load_model
 from speechacts.cli import main
@@ -27,6 +27,7 @@ def trained(tmp_path_factory):
     store = f"sqlite:///{folder / 'mlflow.db'}"
     overrides = tiny_overrides(store, f"data.train=[{folder / 'authored.csv'}]", f"data.test=[{folder / 'seed_labels.csv'}]",
                                f"data.excluded={folder / 'seed_excluded.csv'}", f"data.seeds_dir={folder / 'seeds'}",
+                               f"data.articles_dir={FIXTURES / 'articles'}", f"data.sources_dir={FIXTURES / 'sources'}",
                                f"output_dir={folder / 'outputs'}")
     result = train.run(load_config(RECIPE, overrides))
     again = train.run(load_config(RECIPE, overrides))
@@ -75,7 +76,8 @@ def test_artifacts(trained):
 def test_out_of_fold_predictions_cover_every_sentence_with_probabilities(trained):
     _, result, _ = trained
     oof = pd.DataFrame(result.oof)
-    assert len(oof) == 30 and oof["id"].is_unique
+    assert len(oof) == 62 and oof["id"].is_unique
+    assert set(oof["kind"]) == {"isolated", "headline", "standfirst", "body"}
     assert set(oof.columns) >= {"id", "text", "true", "predicted", "fold", "repeat", *[f"p_{x}" for x in LABELS]}
     assert oof[[f"p_{x}" for x in LABELS]].sum(axis=1).round(6).eq(1).all()
 
@@ -124,7 +126,8 @@ def test_a_failing_job_marks_its_run_failed_and_registers_nothing(project, store
 @pytest.mark.parametrize("overrides, message", [
     (["data.train=[data/missing.csv]"], "data/missing.csv: data file not found"),
     (["data.topics=[no-such-topic]"], "no training rows left after filtering"),
-    (["evaluation.folds=7"], "evaluation.folds=7 needs at least 7 examples of every label"),
+    (["evaluation.folds=10"], r"evaluation.folds=10 needs at least 10 examples of every label, but these have "
+                              r"fewer: demand \(9\)"),
 ])
 def test_bad_data_for_training(project, store, overrides, message):
     with pytest.raises(DataError, match=message):
@@ -155,7 +158,9 @@ def test_train_command_prints_a_line_per_fold_and_a_summary(project, store, caps
     assert main(["train", str(RECIPE), *tiny_overrides(store)]) == 0
     out = capsys.readouterr().out
     assert "repeat 0 fold 0: macro-F1" in out and "repeat 0 fold 1: macro-F1" in out
-    assert "cross-validated" in out and "reference: majority" in out and "seed articles (real text)" in out
+    assert "grouped by article" in out and "article macro-F1" in out
+    assert "article sentences" in out and "isolated sentences" in out and "reference: assessment (articles)" in out
+    assert "seed articles (real text)" in out
     assert os.path.isdir("outputs")
 
 

@@ -45,6 +45,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from speechacts import agreement
+    from speechacts.data import validate
+
+    cfg = data_config(args)
+    corpus = validate(cfg)
+    folder = Path(cfg.second_reading_dir or agreement.SECOND_READING_DIR)
+    writers = {name: a.meta.get("writer", "?") for name, a in corpus.articles.items()}
+    print(agreement.summary(agreement.read_readings(folder), writers))
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from speechacts.config import load_config
 
@@ -122,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     for name, func, help_ in (("prepare", cmd_prepare, "validate the labels, segment the seeds, print the data card"),
-                              ("validate", cmd_validate, "validate the label files against the seed articles")):
+                              ("validate", cmd_validate, "validate the label files against the seed articles"),
+                              ("agreement", cmd_agreement, "agreement of the blind second reading of the articles")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", type=Path, default=None,
                        help=f"recipe whose data section to use (default {DEFAULT_RECIPE})")

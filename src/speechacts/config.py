@@ -21,10 +21,13 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    train: list[Path] = [Path("data/authored.csv")]
+    train: list[Path] = [Path("data/authored.csv"), Path("data/contrast.csv")]  # isolated sentences
     test: list[Path] = [Path("data/seed_labels.csv")]
     seeds_dir: Path = Path("seeds")
     excluded: Path = Path("data/seed_excluded.csv")
+    articles_dir: Path | None = Path("data/articles")  # authored articles (trained on); null: none
+    sources_dir: Path = Path("data/sources")  # fingerprints of the sources the articles draw on
+    second_reading_dir: Path | None = Path("data/second_reading")  # blind second labels; checked where present
     topics: list[str] | None = None  # keep only these topics of the training rows
     include_hard: bool = True
 

@@ -1,8 +1,15 @@
-"""Label files: read, validate against the seed articles, load as a `datasets.Dataset`.
+"""Label files: read, validate against their articles, load as a `datasets.Dataset`.
+
+Three kinds of labelled text:
+- isolated sentences (data/authored.csv, data/contrast.csv): source `authored`, no article;
+- authored articles (data/articles/<id>.txt, trained on): each with its label sheet
+  data/articles/<id>.csv, one row per body sentence, and a provenance line naming the
+  dispute, the outlet kind, the date and the sources it draws on;
+- seed articles (seeds/*.txt, the test, never trained on): labels in data/seed_labels.csv,
+  left-out lines in data/seed_excluded.csv (id, source, reason, text).
 
 A label file is a CSV with the columns id, source, label, text and, optionally, topic, hard
-and note. The left-out lines of the seed articles live in their own CSV (id, source, reason,
-text). `validate` checks everything at once and raises one DataError that lists every
+and note. `validate` checks everything at once and raises one DataError that lists every
 problem with its file and line; nothing is written when it fails.
 """
 
@@ -14,17 +21,21 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speechacts import copycheck
 from speechacts.config import DataConfig
 from speechacts.errors import DataError
 from speechacts.labels import LABELS
 from speechacts.overlap import corpus_overlap_problems
-from speechacts.segment import Segment, read_article, seed_articles, segment_article
+from speechacts.segment import Segment, read_article, seed_articles, segment_article, split_metadata
 
 LABEL_COLUMNS = ("id", "source", "label", "text")
 OPTIONAL_COLUMNS = ("topic", "hard", "note")
 EXCLUDED_COLUMNS = ("id", "source", "reason", "text")
 AUTHORED = "authored"
+ISOLATED = "isolated"  # the kind of a sentence that belongs to no article
 MAX_PROBLEMS_SHOWN = 30
+PROVENANCE_KEYS = ("dispute", "outlet", "date", "sources")
+OUTLETS = ("wire", "broadsheet", "regional", "analysis")
 
 
 @dataclass(frozen=True)
@@ -40,10 +51,31 @@ class Row:
     note: str = ""
     file: str = ""
     line: int = 0
+    kind: str = ISOLATED  # headline | standfirst | body for a sentence of an article
 
     @property
     def where(self) -> str:
         return f"{self.file} line {self.line} (id {self.id})"
+
+    @property
+    def in_article(self) -> bool:
+        return self.kind != ISOLATED
+
+    @property
+    def group(self) -> str:
+        """What cross-validation keeps together: the article, or the sentence itself."""
+        return self.source if self.in_article else self.id
+
+
+@dataclass(frozen=True)
+class Article:
+    """A segmented article and its provenance (empty for seed articles)."""
+
+    name: str
+    path: Path
+    text: str
+    segments: list[Segment]
+    meta: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +86,8 @@ class Corpus:
     test: list[Row]
     excluded: list[Row] = field(default_factory=list)  # label holds the reason
     seeds: dict[str, list[Segment]] = field(default_factory=dict)  # every seed article, segmented
+    articles: dict[str, Article] = field(default_factory=dict)  # the authored (training) articles
+    readings: list = field(default_factory=list)  # agreement.Reading of the blind second reading
 
 
 def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict]:
@@ -136,38 +170,43 @@ def normalise(text: str) -> str:
 
 
 def duplicate_problems(rows: list[Row]) -> list[str]:
+    """Ids used twice anywhere; texts used twice, except between sentences of articles
+    (real reporting repeats short lines such as a bare "he said" sentence)."""
     problems, ids, texts = [], {}, {}
     for row in rows:
         if row.id in ids:
             problems.append(f"{row.where}: duplicate id, first used at {ids[row.id].where}")
         ids.setdefault(row.id, row)
         key = normalise(row.text)
-        if key and key in texts:
+        if key and key in texts and not (row.in_article and texts[key].in_article):
             problems.append(f"{row.where}: duplicate text, same as {texts[key].where}")
         texts.setdefault(key, row)
     return problems
 
 
-def seed_problems(rows: list[Row], excluded: list[Row], seeds: dict[str, list[Segment]],
-                  articles: dict[str, str]) -> list[str]:
-    """Rows that disagree with the seed articles, and seed sentences with no row."""
+def article_row_problems(rows: list[Row], excluded: list[Row], segmented: dict[str, list[Segment]],
+                         texts: dict[str, str], seeds: set[str]) -> list[str]:
+    """Rows that disagree with their articles, and article sentences with no row. The seed
+    articles must also list each left-out line in the excluded file; authored articles need not
+    (the segmenter's reason is the record)."""
     problems = []
-    by_id = {seg.id: seg for segs in seeds.values() for seg in segs}
+    by_id = {seg.id: seg for segs in segmented.values() for seg in segs}
+    kind = lambda name: "seed article" if name in seeds else "article"  # noqa: E731
     for row in rows:
         if row.source == AUTHORED:
             continue
-        if row.source not in seeds:
-            problems.append(f"{row.where}: unknown source {row.source!r}; expected '{AUTHORED}' or a "
-                            f"seed article: {', '.join(seeds)}")
+        if row.source not in segmented:
+            problems.append(f"{row.where}: unknown source {row.source!r}; expected '{AUTHORED}' or the name of "
+                            f"a seed or authored article: {', '.join(sorted(segmented)[:5])}{' ...' if len(segmented) > 5 else ''}")
             continue
         seg = by_id.get(row.id)
-        if row.text not in articles[row.source]:
-            problems.append(f"{row.where}: names seed article {row.source!r} as its source, but its text "
+        if row.text not in texts[row.source]:
+            problems.append(f"{row.where}: names {kind(row.source)} {row.source!r} as its source, but its text "
                             "is not in it")
         elif seg is None:
             problems.append(f"{row.where}: no sentence of {row.source!r} has this id")
         elif seg.text != row.text:
-            problems.append(f"{row.where}: text no longer matches its seed article, which has {seg.text!r}")
+            problems.append(f"{row.where}: text no longer matches its {kind(row.source)}, which has {seg.text!r}")
         elif not seg.is_body:
             problems.append(f"{row.where}: this line is left out of the body ({seg.reason}); "
                             "it belongs in the excluded file, not a label file")
@@ -175,39 +214,114 @@ def seed_problems(rows: list[Row], excluded: list[Row], seeds: dict[str, list[Se
         seg = by_id.get(row.id)
         if seg is None or seg.text != row.text:
             problems.append(f"{row.where}: no longer matches a line of its seed article; re-run "
-                            "`speechacts prepare --write-excluded` after changing a seed article")
+                            "`speechacts prepare --add-missing` after changing a seed article")
         elif seg.is_body:
             problems.append(f"{row.where}: the segmenter reads this line as a body sentence, not as left out")
     labelled = {row.id for row in rows} | {row.id for row in excluded}
-    for segs in seeds.values():
+    for name, segs in segmented.items():
         for seg in segs:
-            if seg.id not in labelled:
-                what = "seed sentence" if seg.is_body else f"left-out line ({seg.reason})"
+            if seg.id not in labelled and (seg.is_body or name in seeds):
+                what = f"{kind(name).split()[0]} sentence" if seg.is_body else f"left-out line ({seg.reason})"
                 problems.append(f"{seg.id}: {what} has no row in any label file: {seg.text!r}")
     return problems
 
 
+def read_articles(articles_dir: Path) -> tuple[dict[str, Article], list[Row], list[str]]:
+    """The authored articles, the rows of their label sheets, and what is wrong with them."""
+    if not articles_dir.is_dir():
+        raise DataError(f"{articles_dir}: articles folder not found (data.articles_dir; null for none)")
+    articles, rows, problems = {}, [], []
+    for path in sorted(articles_dir.glob("*.txt")):
+        meta, text = split_metadata(read_article(path))
+        name = path.stem
+        articles[name] = Article(name, path, text, segment_article(text, name), meta)
+        problems += provenance_problems(path, meta)
+        sheet = path.with_suffix(".csv")
+        if not sheet.is_file():
+            problems.append(f"{path}: no label sheet {sheet.name} beside it; make one with "
+                            f"`speechacts segment {path} --csv > {sheet}` and fill in the labels")
+            continue
+        found, sheet_problems = read_label_file(sheet)
+        problems += sheet_problems
+        kinds = {seg.id: seg.kind for seg in articles[name].segments}
+        for row in found:
+            if row.source != name:
+                problems.append(f"{row.where}: source {row.source!r} differs from its article {name!r}")
+        rows += [Row(**{**row.__dict__, "kind": kinds.get(row.id, "body"), "topic": meta.get("dispute", "")})
+                 for row in found]
+    for sheet in sorted(articles_dir.glob("*.csv")):
+        if not sheet.with_suffix(".txt").is_file():
+            problems.append(f"{sheet}: a label sheet with no article {sheet.with_suffix('.txt').name} beside it")
+    return articles, rows, problems
+
+
+def provenance_problems(path: Path, meta: dict[str, str]) -> list[str]:
+    missing = [key for key in PROVENANCE_KEYS if not meta.get(key)]
+    if missing:
+        return [f"{path}: provenance line lacks {', '.join(missing)}; its first line must read "
+                "'# dispute: ... | outlet: wire|broadsheet|regional|analysis | date: YYYY-MM-DD | sources: URL ...'"]
+    problems = []
+    if meta["outlet"] not in OUTLETS:
+        problems.append(f"{path}: outlet {meta['outlet']!r} is not one of {', '.join(OUTLETS)}")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", meta["date"]):
+        problems.append(f"{path}: date {meta['date']!r} is not YYYY-MM-DD")
+    return problems
+
+
+def copy_problems(articles: dict[str, Article], seed_texts: dict[str, str], sources_dir: Path) -> list[str]:
+    """Authored articles that copy their sources, or the seed articles, COPY_RUN words at a time."""
+    fingerprints = copycheck.load_fingerprints(sources_dir)
+    seed_prints = {f"seed article {name}": copycheck.fingerprint(text) for name, text in seed_texts.items()}
+    problems = []
+    for article in articles.values():
+        problems += copycheck.article_problems(str(article.path), article.text,
+                                               article.meta.get("sources", "").split(), fingerprints)
+        problems += [f"{article.path}: reuses {copycheck.COPY_RUN} words of the {where}: {run!r}; rephrase it"
+                     for run, where in copycheck.copied_runs(article.text, seed_prints)]
+    return problems
+
+
 def validate(cfg: DataConfig) -> Corpus:
-    """Read and check every label file, the excluded file and the seed articles."""
-    articles = {name: read_article(path) for name, path in seed_articles(cfg.seeds_dir).items()}
-    seeds = {name: segment_article(text, name) for name, text in articles.items()}
+    """Read and check every label file, the excluded file, the seed and the authored articles."""
+    seed_texts = {name: read_article(path) for name, path in seed_articles(cfg.seeds_dir).items()}
+    seeds = {name: segment_article(text, name) for name, text in seed_texts.items()}
+    seed_kinds = {seg.id: seg.kind for segs in seeds.values() for seg in segs}
     train, test, problems = [], [], []
     for files, bucket in ((cfg.train, train), (cfg.test, test)):
         for path in files:
             rows, found = read_label_file(path)
-            bucket.extend(rows)
+            bucket.extend(Row(**{**r.__dict__, "kind": seed_kinds[r.id]}) if r.source in seeds and r.id in seed_kinds
+                          else r for r in rows)
             problems.extend(found)
+    articles: dict[str, Article] = {}
+    if cfg.articles_dir is not None:
+        articles, article_rows, found = read_articles(Path(cfg.articles_dir))
+        clash = sorted(set(articles) & set(seeds))
+        if clash:
+            raise DataError(f"article name(s) {', '.join(clash)} are both seed (test) and training articles")
+        train.extend(article_rows)
+        problems.extend(found)
+        problems += copy_problems(articles, seed_texts, Path(cfg.sources_dir))
     excluded = read_excluded_file(cfg.excluded)
     everything = train + test
     problems += duplicate_problems(everything + excluded)
-    problems += seed_problems(everything, excluded, seeds, articles)
-    problems += corpus_overlap_problems([r for r in everything if r.source == AUTHORED], articles)
+    segmented = {**seeds, **{name: a.segments for name, a in articles.items()}}
+    texts = {**seed_texts, **{name: a.text for name, a in articles.items()}}
+    problems += article_row_problems(everything, excluded, segmented, texts, seeds=set(seeds))
+    problems += corpus_overlap_problems([r for r in everything if r.source == AUTHORED], seed_texts)
+    if cfg.second_reading_dir is not None and Path(cfg.second_reading_dir).is_dir():
+        from speechacts import agreement
+
+        readings = agreement.read_readings(Path(cfg.second_reading_dir))
+        problems += agreement.final_label_problems(readings, {r.id: r.label for r in train if r.in_article})
+    else:
+        readings = []
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
         raise DataError(f"validation failed with {len(problems)} problem(s):\n  " + "\n  ".join(shown)
                         + (f"\n  ... and {more} more" if more else ""))
-    return Corpus(train, test, excluded, seeds)
+    return Corpus(train, test, excluded, seeds, articles, readings)
 
 
 def select(rows: list[Row], cfg: DataConfig) -> list[Row]:

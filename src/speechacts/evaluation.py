@@ -1,7 +1,10 @@
 """The evaluation protocol every model family shares.
 
-- Folds: repeated stratified k-fold, seeded; the assignment depends only on the rows, the
-  labels and the seed, so every family given the same data and seed gets the same folds.
+- Folds: stratified group k-fold, repeated with shifted seeds. A group is an article: every
+  sentence of an article falls in the same fold, so no model is scored on an article it
+  trained on; an isolated sentence is a group of its own. The assignment depends only on the
+  rows, their labels, their groups and the seed, so every family given the same data and
+  seed gets the same folds.
 - Metrics: macro-F1 (headline), accuracy, balanced accuracy, per-label precision/recall/F1,
   always over the fixed label list, with zero division scored 0.
 - Intervals over folds: the corrected resampled t interval (Nadeau & Bengio, 2003). Folds
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from sklearn.model_selection import RepeatedStratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold
 
 from speechacts.errors import DataError
 from speechacts.labels import LABELS
@@ -36,18 +39,25 @@ class Fold:
     test: np.ndarray
 
 
-def make_folds(labels: list[str], n_folds: int, repeats: int, seed: int) -> list[Fold]:
-    """Repeated stratified k-fold; refuses a label with fewer examples than folds."""
+def make_folds(labels: list[str], groups: list[str], n_folds: int, repeats: int, seed: int) -> list[Fold]:
+    """Stratified group k-fold, `repeats` times; refuses a label with fewer examples, or
+    fewer groups, than folds."""
     count = Counter(labels)
     too_few = {label: n for label, n in count.items() if n < n_folds}
     if too_few:
         listed = ", ".join(f"{label} ({n})" for label, n in sorted(too_few.items()))
         raise DataError(f"evaluation.folds={n_folds} needs at least {n_folds} examples of every label, "
                         f"but these have fewer: {listed}; lower evaluation.folds or add data")
-    splitter = RepeatedStratifiedKFold(n_splits=n_folds, n_repeats=repeats, random_state=seed)
-    y = np.asarray(labels)
-    return [Fold(i // n_folds, i % n_folds, train, test)
-            for i, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y))]
+    if len(set(groups)) < n_folds:
+        raise DataError(f"evaluation.folds={n_folds} needs at least {n_folds} articles or isolated sentences, "
+                        f"got {len(set(groups))}; lower evaluation.folds or add data")
+    y, g = np.asarray(labels), np.asarray(groups)
+    folds = []
+    for repeat in range(repeats):
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed + repeat)
+        for fold, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y, g)):
+            folds.append(Fold(repeat, fold, train, test))
+    return folds
 
 
 def fold_table(ids: list[str], folds: list[Fold]) -> list[dict]:
@@ -125,9 +135,11 @@ def bootstrap_interval(y_true: list[str], y_pred: list[str], confidence: float,
 
 def summarise_folds(fold_scores: list[dict[str, float]], test_fraction: float,
                     confidence: float) -> dict[str, tuple[float, float, float]]:
-    """(mean, low, high) per metric over folds."""
-    return {key: corrected_interval([s[key] for s in fold_scores], test_fraction, confidence)
-            for key in fold_scores[0]}
+    """(mean, low, high) per metric over the folds that have it (a fold may hold no sentence of
+    a subset, e.g. no article)."""
+    keys = dict.fromkeys(key for s in fold_scores for key in s)
+    return {key: corrected_interval([s[key] for s in fold_scores if key in s], test_fraction, confidence)
+            for key in keys}
 
 
 def paired_test(a: list[float], b: list[float], test_fraction: float) -> tuple[float, float]:

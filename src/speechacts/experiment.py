@@ -65,11 +65,11 @@ def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
     for i, cfg in enumerate(cfgs, 1):
         print(f"\n[{i}/{len(cfgs)}] {cfg.name}", flush=True)
         results.append(train.run(cfg, extra_tags={"experiment_file": str(path), "experiment_spec": spec.name}))
-    best = max(results, key=lambda r: r.cv["macro_f1"][0])
+    best = max(results, key=lambda r: r.headline[0])
     registered = cfgs[results.index(best)].tracking.registered_model
     if spec.champion_alias and registered and best.model_version:
         tracking.set_alias(registered, spec.champion_alias, best.model_version)
-        print(f"\n{best.name} has the best cross-validated macro-F1 ({best.cv['macro_f1'][0]:.3f}): "
+        print(f"\n{best.name} has the best out-of-fold article macro-F1 ({best.headline[0]:.3f}): "
               f"models:/{registered}@{spec.champion_alias} is now version {best.model_version}")
     compare.run(spec.experiment, tracking_uri=tracking.tracking_uri(cfgs[0].tracking))
     return results

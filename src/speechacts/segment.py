@@ -2,8 +2,9 @@
 
 An article is plain UTF-8 text with one paragraph per line. Lines at the top that start with
 "# " are metadata (the provenance line of an authored article) and are not part of the text.
-The first line after them is the headline; every paragraph line is split into sentences by pysbd. Photo captions and credits, section
-headings and "Source:" lines are recognised from their shape and kept out, with a reason.
+The first line after them is the headline; every paragraph line is split into sentences by
+pysbd. Photo captions and credits, section headings and "Source:" lines are recognised from
+their shape and kept out, with a reason.
 """
 
 from __future__ import annotations
