@@ -75,7 +75,7 @@ def store(tmp_path) -> str:
 
 def tiny_overrides(store: str, *extra: str) -> list[str]:
     """Overrides that shrink a recipe to seconds: 2 folds, 1 repeat, a temporary store."""
-    return ["evaluation.folds=2", "evaluation.repeats=1", f"tracking.uri={store}",
+    return ["evaluation.folds=2", "evaluation.repeats=1", f"tracking.uri={store}", "data.second_reading_dir=null",
             "tracking.experiment=tests", "output_dir=outputs", *extra]
 
 

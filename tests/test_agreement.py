@@ -23,7 +23,7 @@ ROWS = [{"id": "a:001", "first": "threat", "second": "threat", "settled": "", "n
 def test_kappa_and_agreement_are_reported(tmp_path):
     text = agreement.summary(readings(tmp_path, ROWS), {"a": "w1"})
     # observed 3/4; chance (1*1 + 2*1 + 1*1 + 0*1 ...) / 16 = (1 + 2 + 1) / 16 over threat, assessment, offer
-    assert "4 sentences of 1 articles read twice, blind: agreement 0.750, Cohen's kappa 0.667." in text
+    assert "4 sentences of 1 files read twice, blind: agreement 0.750, Cohen's kappa 0.667." in text
     assert "| w1 | 4 | 0.750 | 0.667 |" in text
     assert "- assessment / denial -> denial: 1" in text
 
@@ -51,6 +51,6 @@ def test_agreement_command_on_the_tiny_project(project, capsys):
         rows.append({"id": row["id"], "first": row["label"], "second": row["label"], "settled": "", "note": ""})
     write_rows(project / "data/second_reading/fx-border-post.csv", rows)
     assert main(["agreement"]) == 0
-    assert "8 sentences of 1 articles read twice, blind: agreement 1.000" in capsys.readouterr().out
+    assert "8 sentences of 1 files read twice, blind: agreement 1.000" in capsys.readouterr().out
     assert main(["prepare"]) == 0
     assert "## Second reading" in capsys.readouterr().out

@@ -59,6 +59,11 @@ def test_shipped_experiments_are_valid(monkeypatch):
         spec = experiment.load_spec(path)
         assert path.read_text().startswith("# Question:"), path
         assert experiment.configs(spec, [])
+    default = experiment.configs(experiment.load_spec(ROOT / "experiments/default.yaml"), [])
+    assert {c.model.family for c in default} == {"baseline", "embeddings", "transformer"}
+    # every family of the default experiment is scored on the same folds
+    assert len({(c.seed, c.evaluation.model_dump_json(), c.data.model_dump_json()) for c in default}) == 1
+    assert default[0].evaluation.folds == 3
 
 
 def test_compare_unknown_experiment(project, store):

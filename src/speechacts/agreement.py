@@ -82,8 +82,16 @@ def summary(readings: list[Reading], writers: dict[str, str] | None = None) -> s
     """Markdown: sentences, agreement, kappa; per label; per writer; how disagreements were settled."""
     first, second = [r.first for r in readings], [r.second for r in readings]
     agree = sum(a == b for a, b in zip(first, second))
-    lines = [f"{len(readings)} sentences of {len({r.article for r in readings})} articles read twice, blind: "
-             f"agreement {agree / len(readings):.3f}, Cohen's kappa {kappa(first, second):.3f}.", "",
+    lines = [f"{len(readings)} sentences of {len({r.article for r in readings})} files read twice, blind: "
+             f"agreement {agree / len(readings):.3f}, Cohen's kappa {kappa(first, second):.3f}."]
+    if writers:
+        own = [r for r in readings if r.article in writers]
+        if own and len(own) < len(readings):
+            f, s = [r.first for r in own], [r.second for r in own]
+            lines.append(f"Article sentences alone: {len(own)} of {len({r.article for r in own})} articles, "
+                         f"agreement {sum(a == b for a, b in zip(f, s)) / len(own):.3f}, Cohen's kappa "
+                         f"{kappa(f, s):.3f}.")
+    lines += ["",
              "| label | first reader | second reader | both |", "|---|---|---|---|"]
     for label in LABELS:
         both = sum(a == b == label for a, b in zip(first, second))

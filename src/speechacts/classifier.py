@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from speechacts.calibration import PostProcess
 from speechacts.errors import ModelError
 from speechacts.labels import LABELS
 
@@ -34,17 +35,26 @@ def package_versions() -> dict[str, str]:
 
 
 class Classifier:
-    """Base of the model families. Subclasses implement fit, predict_proba, _save, _load."""
+    """Base of the model families. Subclasses implement fit, _predict_proba, _save, _load.
+
+    `post_` (a calibration.PostProcess: label prior, temperature) is applied to what the family
+    scores; train.py fits it on out-of-fold predictions, and it is saved with the model."""
 
     family = "base"
     classes_: tuple[str, ...] = LABELS
+    post_: PostProcess | None = None
 
     def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> Classifier:
         """Fit on texts; families that train in epochs score eval_set and call log_metrics(dict, step)."""
         raise NotImplementedError
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """(n, 5) probabilities, columns in `classes_` order."""
+    def predict_proba(self, texts: list[str], prior: str | None = None) -> np.ndarray:
+        """(n, 5) probabilities, columns in `classes_` order, after the saved prior adjustment and
+        temperature; `prior` overrides the saved prior method (none, articles or em)."""
+        raw = self._predict_proba(list(texts))
+        return (self.post_ or PostProcess())(raw, prior)
+
+    def _predict_proba(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
 
     def predict(self, texts: list[str]) -> list[str]:
@@ -55,6 +65,7 @@ class Classifier:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self._save(path)
+        (self.post_ or PostProcess()).save(path)
         meta = {"format_version": FORMAT_VERSION, "family": self.family, "labels": list(LABELS),
                 "config": config or {}, "versions": package_versions()}
         (path / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -106,7 +117,9 @@ def load_model(path: str | Path) -> Classifier:
     """Load a saved model directory of any family."""
     path = Path(path)
     meta = read_meta(path)
-    return family_class(meta["family"])._load(path, meta)
+    model = family_class(meta["family"])._load(path, meta)
+    model.post_ = PostProcess.load(path)
+    return model
 
 
 def build(model_cfg: Any, seed: int) -> Classifier:

@@ -38,7 +38,14 @@ class EvaluationConfig(Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
-class BaselineModel(Strict):
+class ModelCommon(Strict):
+    """What every family shares: how its probabilities are adjusted after scoring."""
+
+    # auto: the prior method with the best out-of-fold article macro-F1 (see calibration.py)
+    prior: Literal["auto", "none", "articles", "em"] = "auto"
+
+
+class BaselineModel(ModelCommon):
     family: Literal["baseline"] = "baseline"
     word_ngram_range: tuple[int, int] = (1, 2)
     char_ngram_range: tuple[int, int] = (2, 5)
@@ -58,7 +65,7 @@ class BaselineModel(Strict):
         return self
 
 
-class TransformerModel(Strict):
+class TransformerModel(ModelCommon):
     family: Literal["transformer"] = "transformer"
     pretrained: str = PACKAGED_MINILM  # the packaged MiniLM, a local directory, or a hub id
     learning_rate: float = Field(1e-4, gt=0)
@@ -76,7 +83,7 @@ class TransformerModel(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class EmbeddingsModel(Strict):
+class EmbeddingsModel(ModelCommon):
     family: Literal["embeddings"] = "embeddings"
     pretrained: str = PACKAGED_MINILM
     max_length: int = Field(128, ge=8)

@@ -196,8 +196,9 @@ def article_row_problems(rows: list[Row], excluded: list[Row], segmented: dict[s
         if row.source == AUTHORED:
             continue
         if row.source not in segmented:
+            names = ", ".join(sorted(segmented)[:5]) + (" ..." if len(segmented) > 5 else "")
             problems.append(f"{row.where}: unknown source {row.source!r}; expected '{AUTHORED}' or the name of "
-                            f"a seed or authored article: {', '.join(sorted(segmented)[:5])}{' ...' if len(segmented) > 5 else ''}")
+                            f"a seed or authored article: {names}")
             continue
         seg = by_id.get(row.id)
         if row.text not in texts[row.source]:
@@ -313,7 +314,7 @@ def validate(cfg: DataConfig) -> Corpus:
         from speechacts import agreement
 
         readings = agreement.read_readings(Path(cfg.second_reading_dir))
-        problems += agreement.final_label_problems(readings, {r.id: r.label for r in train if r.in_article})
+        problems += agreement.final_label_problems(readings, {r.id: r.label for r in train})
     else:
         readings = []
     if problems:

@@ -29,6 +29,10 @@ from speechacts.errors import DataError
 from speechacts.labels import LABELS
 
 BOOTSTRAP_RESAMPLES = 1000
+# Subsets of the training rows scored apart: all, the sentences of articles (the headline), the
+# isolated sentences. A row only needs an `in_article` attribute.
+SUBSETS = {"": lambda row: True, "article_": lambda row: row.in_article,
+           "isolated_": lambda row: not row.in_article}
 
 
 @dataclass(frozen=True)
@@ -153,3 +157,13 @@ def paired_test(a: list[float], b: list[float], test_fraction: float) -> tuple[f
     ratio = test_fraction / (1 - test_fraction)
     t = d.mean() / np.sqrt((1 / len(d) + ratio) * var)
     return float(d.mean()), float(2 * stats.t.sf(abs(t), df=len(d) - 1))
+
+
+def subset_scores(rows: list, truth: list[str], predicted: list[str]) -> dict[str, float]:
+    """Scores on every subset that has rows here: unprefixed for all, `article_`, `isolated_`."""
+    out = {}
+    for prefix, keep in SUBSETS.items():
+        index = [i for i, row in enumerate(rows) if keep(row)]
+        if index:
+            out |= {prefix + k: v for k, v in scores([truth[i] for i in index], [predicted[i] for i in index]).items()}
+    return out

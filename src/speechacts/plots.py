@@ -84,3 +84,37 @@ def comparison_figure(names: list[str], means: list[float], lows: list[float], h
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def reliability_figure(before: list[dict], after: list[dict], ece_before: float, ece_after: float):
+    """Accuracy against confidence per bin of the top probability, before and after calibration."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for bins, name, ece, style in ((before, "raw", ece_before, "o--"), (after, "calibrated", ece_after, "s-")):
+        kept = [b for b in bins if b["rows"]]
+        ax.plot([b["confidence"] for b in kept], [b["accuracy"] for b in kept], style,
+                label=f"{name} (ECE {ece:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability on article sentences, out of fold")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def coverage_figure(curve: list[dict]):
+    """Share of article sentences labelled, and their accuracy, as the confidence threshold rises."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    thresholds = [c["threshold"] for c in curve]
+    ax.plot(thresholds, [c["coverage"] for c in curve], "o-", label="coverage (not unsure)")
+    ax.plot(thresholds, [c["accuracy"] for c in curve], "s-", label="accuracy of those")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("min_confidence")
+    ax.set_title("Coverage and accuracy on article sentences, out of fold")
+    ax.legend(loc="lower left", fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -119,6 +119,10 @@ def log_figure(figure, path: str) -> None:
     mlflow.log_figure(figure, path)
 
 
+def set_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
 def log_frame(frame, path: str) -> None:
     """A DataFrame as a CSV artifact."""
     with tempfile.TemporaryDirectory() as tmp:

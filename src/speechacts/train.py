@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechacts import evaluation, tracking
+from speechacts import evaluation, postfit, tracking
 from speechacts.classifier import build, package_versions
 from speechacts.config import Config
 from speechacts.data import ISOLATED, Row, select, validate
@@ -26,7 +26,6 @@ from speechacts.prepare import data_card, shortcut_report
 
 REFERENCES = ("majority", "stratified", "assessment")
 SUMMARY_METRICS = ("macro_f1", "accuracy", "balanced_accuracy")
-SUBSETS = {"": lambda row: True, "article_": lambda row: row.in_article, "isolated_": lambda row: not row.in_article}
 HEADLINE = "article_macro_f1"  # the champion is chosen by it; falls back to macro_f1 without articles
 
 
@@ -67,22 +66,17 @@ def reference_predictions(kind: str, train_labels: list[str], n_test: int, seed:
     return list(dummy.predict(np.zeros((n_test, 1))))
 
 
-def subset_scores(rows: list[Row], truth: list[str], predicted: list[str]) -> dict[str, float]:
-    """Scores on every subset that has rows here: unprefixed for all, `article_`, `isolated_`."""
-    out = {}
-    for prefix, keep in SUBSETS.items():
-        index = [i for i, row in enumerate(rows) if keep(row)]
-        if index:
-            out |= {prefix + k: v for k, v in
-                    evaluation.scores([truth[i] for i in index], [predicted[i] for i in index]).items()}
-    return out
+def class_balanced(model_cfg) -> bool:
+    """Whether the family weights labels so that it learns as if they were equally frequent."""
+    return getattr(model_cfg, "class_weight", None) == "balanced" or getattr(model_cfg, "class_weighting", False)
 
 
 def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]):
-    """One child run per fold; returns fold scores, reference fold scores and OOF rows."""
+    """One child run per fold (the raw model's scores); returns the raw fold scores, reference fold
+    scores and each fold's raw out-of-fold probabilities."""
     texts = [r.text for r in rows]
     labels = [r.label for r in rows]
-    fold_scores, oof = [], []
+    fold_scores, raw = [], []
     ref_scores: dict[str, list[dict[str, float]]] = {kind: [] for kind in REFERENCES}
     for f in folds:
         started = time.perf_counter()
@@ -95,22 +89,33 @@ def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]):
             proba = model.predict_proba(test_texts)
             predicted = [LABELS[i] for i in proba.argmax(axis=1)]
             test_rows = [rows[i] for i in f.test]
-            score = subset_scores(test_rows, test_labels, predicted)
+            score = evaluation.subset_scores(test_rows, test_labels, predicted)
             tracking.log_metrics({**score, "fit_seconds": time.perf_counter() - started})
         fold_scores.append(score)
         for kind in REFERENCES:
             ref = reference_predictions(kind, train_labels, len(test_labels), cfg.seed + len(fold_scores))
-            ref_scores[kind].append(subset_scores(test_rows, test_labels, ref))
-        for j, i in enumerate(f.test):
-            oof.append({"id": rows[i].id, "source": rows[i].source, "kind": rows[i].kind,
-                        "text": texts[i], "true": labels[i], "predicted": predicted[j],
-                        **{f"p_{label}": float(proba[j, k]) for k, label in enumerate(LABELS)},
-                        "repeat": f.repeat, "fold": f.fold})
+            ref_scores[kind].append(evaluation.subset_scores(test_rows, test_labels, ref))
+        raw.append(proba)
         article = (f"  article macro-F1 {score['article_macro_f1']:.3f} accuracy {score['article_accuracy']:.3f}"
                    if "article_macro_f1" in score else "")
         print(f"  repeat {f.repeat} fold {f.fold}: macro-F1 {score['macro_f1']:.3f}{article}  "
               f"({time.perf_counter() - started:.1f} s)", flush=True)
-    return fold_scores, ref_scores, oof
+    return fold_scores, ref_scores, raw
+
+
+def oof_rows(rows: list[Row], folds: list[evaluation.Fold], raw: list[np.ndarray],
+             adjusted: list[np.ndarray]) -> list[dict]:
+    """One row per held-out sentence and repeat: the shipped pipeline's probabilities and label,
+    and the raw model's label."""
+    out = []
+    for f, p_raw, p in zip(folds, raw, adjusted):
+        for j, i in enumerate(f.test):
+            out.append({"id": rows[i].id, "source": rows[i].source, "kind": rows[i].kind, "text": rows[i].text,
+                        "true": rows[i].label, "predicted": LABELS[int(p[j].argmax())],
+                        "predicted_raw": LABELS[int(p_raw[j].argmax())],
+                        **{f"p_{label}": float(p[j, k]) for k, label in enumerate(LABELS)},
+                        "repeat": f.repeat, "fold": f.fold})
+    return out
 
 
 def likely_mislabelled(oof: list[dict], top: int = 50):
@@ -228,19 +233,24 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
             tracking.log_dataset(pd.DataFrame({"id": [r.id for r in corpus.test], "text": [r.text for r in corpus.test],
                                                "label": [r.label for r in corpus.test]}),
                                  "seed-articles", ",".join(map(str, cfg.data.test)), "testing")
-        # cross-validation
-        fold_scores, ref_scores, oof = cross_validate(cfg, rows, folds)
+        # cross-validation, then the prior adjustment and temperature chosen on its predictions
+        raw_scores, ref_scores, raw = cross_validate(cfg, rows, folds)
+        post = postfit.fit(rows, folds, raw, balanced=class_balanced(cfg.model), method=cfg.model.prior)
+        fold_scores = post.fold_scores
+        oof = oof_rows(rows, folds, raw, post.adjusted)
+        postfit.log(post, tracking)
         conf = cfg.evaluation.confidence
         summary = evaluation.summarise_folds(fold_scores, test_fraction, conf)
         references = {kind: evaluation.summarise_folds(ref_scores[kind], test_fraction, conf) for kind in REFERENCES}
         tracking.log_metrics(interval_metrics("cv_", summary))
         for kind in REFERENCES:
             tracking.log_metrics(interval_metrics(f"ref_{kind}_cv_", {
-                prefix + k: references[kind][prefix + k] for prefix in SUBSETS for k in SUMMARY_METRICS
+                prefix + k: references[kind][prefix + k] for prefix in evaluation.SUBSETS for k in SUMMARY_METRICS
                 if prefix + k in references[kind]}))
         log_cv_artifacts(cfg, rows, folds, fold_scores, ref_scores, oof, summary)
         # final model, and the real-text check on the seed articles
         model = build(cfg.model, cfg.seed).fit(texts, labels)
+        model.post_ = post.postprocess
         seed_scores = real_text_check(cfg, model, corpus.test)
         tracking.log_metrics(interval_metrics("seed_", seed_scores))
         # save and register

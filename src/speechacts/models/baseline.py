@@ -55,7 +55,7 @@ class BaselineClassifier(Classifier):
         self.pipeline_ = make_pipeline(self.cfg or BaselineModel(), self.seed).fit(list(texts), list(labels))
         return self
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def _predict_proba(self, texts: list[str]) -> np.ndarray:
         if self.pipeline_ is None:
             raise ModelError("the baseline classifier is not fitted; call fit() or load a saved model")
         proba = self.pipeline_.predict_proba(list(texts))

@@ -84,7 +84,7 @@ class EmbeddingsClassifier(Classifier):
                                         random_state=self.seed).fit(self.encoder_.encode(list(texts)), list(labels))
         return self
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def _predict_proba(self, texts: list[str]) -> np.ndarray:
         if self.head_ is None:
             raise ModelError("the embeddings classifier is not fitted; call fit() or load a saved model")
         return aligned_proba(self.head_.predict_proba(self.encoder_.encode(list(texts))), list(self.head_.classes_))

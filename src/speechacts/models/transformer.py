@@ -133,7 +133,7 @@ class TransformerClassifier(Classifier):
         self.tokenizer_ = tokenizer
         return self
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def _predict_proba(self, texts: list[str]) -> np.ndarray:
         import torch
 
         if self.model_ is None:
