@@ -145,3 +145,11 @@ def test_annotate_will_not_overwrite_a_label_sheet(project, tiny_baseline_dir, c
     assert ("data/articles/fx-border-post.csv already exists and may hold labels; move it away, or use --out FILE"
             in capsys.readouterr().err)
     assert (project / "data/articles/fx-border-post.csv").read_text(encoding="utf-8") == before
+
+
+def test_annotate_says_which_sources_still_need_a_fingerprint(project, tiny_baseline_dir, capsys):
+    (project / "fx-fishing-bank.txt").write_text(NEW_ARTICLE, encoding="utf-8")
+    assert main(["annotate", "fx-fishing-bank.txt", "--model", str(tiny_baseline_dir), *PROVENANCE[:-1],
+                 "https://example.org/fixture-source", "https://example.org/not-read-yet"]) == 0
+    assert ("note: 1 source(s) have no fingerprint yet; validation needs one for each: `speechacts sources "
+            "fingerprint FOLDER` on the excerpts you read") in capsys.readouterr().out

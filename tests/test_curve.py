@@ -68,6 +68,11 @@ def test_too_many_points_for_the_data(project, store, capsys):
             "sentences (one article and one isolated sentence at least); lower --points\n") == capsys.readouterr().err
 
 
+def test_curve_needs_two_points(project, store, capsys):
+    assert main(["curve", str(RECIPE), "--points", "1", *tiny_overrides(store)]) == 2
+    assert capsys.readouterr().err == "error: --points must be at least 2 (a doubling needs two points), got 1\n"
+
+
 def test_nested_samples_without_articles():
     rows = [Row(f"a{i}", "authored", "threat", "x") for i in range(8)]
     samples = curve.nested_samples(rows, np.arange(8), [0.25, 1.0], seed=0)
