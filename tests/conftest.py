@@ -131,3 +131,10 @@ def tiny_model(family: str):
     rows = tiny_authored()
     model = build(cfg, seed=13).fit([r["text"] for r in rows], [r["label"] for r in rows])
     return model, {"name": f"tiny-{family}", "model": cfg.model_dump(mode="json")}
+
+
+@pytest.fixture(scope="session")
+def tiny_baseline_dir(tmp_path_factory) -> Path:
+    """A tiny baseline model saved as a model directory (a --model SOURCE)."""
+    model, cfg = tiny_model("baseline")
+    return model.save(tmp_path_factory.mktemp("tiny-baseline") / "model", config=cfg)

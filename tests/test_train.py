@@ -5,7 +5,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import FIXTURES, ROOT, tiny_authored, tiny_overrides, write_rows
+from conftest import FIXTURES, ROOT, SEED_NAME, tiny_authored, tiny_overrides, write_rows
 from speechacts import train
 from speechacts.classifier import load_model
 from speechacts.cli import main
@@ -70,7 +70,10 @@ def test_artifacts(trained):
     assert {"config.yaml", "data_card.md", "folds.csv", "cv_scores.csv", "plots/cv_confusion_matrix.png",
             "plots/cv_per_label_f1.png", "plots/seed_confusion_matrix.png", "reports/cv_classification_report.json",
             "reports/seed_classification_report.json", "predictions/oof_predictions.csv",
-            "predictions/likely_mislabelled.csv", "predictions/seed_predictions.csv"} <= paths
+            "predictions/likely_mislabelled.csv", "predictions/seed_predictions.csv",
+            f"reports/{SEED_NAME}.html"} <= paths
+    page = mlflow.artifacts.load_text(f"runs:/{result.run_id}/reports/{SEED_NAME}.html")
+    assert page.count('<mark class="s act-') == 24 and "baseline (baseline)" in page
 
 
 def test_out_of_fold_predictions_cover_every_sentence_with_probabilities(trained):

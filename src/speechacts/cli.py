@@ -123,6 +123,48 @@ def cmd_sources(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from speechacts import annotate, copycheck
+    from speechacts.config import DataConfig
+
+    provenance = {key: getattr(args, key) for key in annotate.PROVENANCE}
+    provenance["sources"] = " ".join(args.sources or [])
+    result = annotate.run(args.article, args.out, args.model, args.tracking_uri, args.accept_above,
+                          args.articles_dir, provenance)
+    to_label = len(result.rows) - result.prefilled
+    print(f"wrote {result.sheet}: {len(result.rows)} sentences, most doubtful first; "
+          f"{result.prefilled} pre-filled (confidence above {args.accept_above}), {to_label} to label"
+          if args.accept_above is not None else
+          f"wrote {result.sheet}: {len(result.rows)} sentences, most doubtful first, every label to fill in")
+    if result.article is None:
+        return 0
+    print(f"copied the article to {result.article} under its provenance line")
+    known = copycheck.load_fingerprints(DataConfig().sources_dir)
+    unprinted = [url for url in provenance["sources"].split() if url not in known]
+    if unprinted:
+        print(f"note: {len(unprinted)} source(s) have no fingerprint yet; validation needs one for each: "
+              "`speechacts sources fingerprint FOLDER` on the excerpts you read")
+    print(f"next: fill in each label (set prefilled to 'confirmed' on the pre-filled ones you checked), "
+          f"then `speechacts validate`, then `make run` trains on {result.article.stem}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from speechacts import report
+
+    out = report.run(args.article, args.out, args.model, args.tracking_uri, args.min_confidence)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    from speechacts import curve
+    from speechacts.config import load_config
+
+    curve.run(load_config(args.recipe, args.overrides), args.points)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from speechacts import predict
 
@@ -171,17 +213,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="fingerprint: folders of excerpt files; check: articles (default all)")
     p.set_defaults(func=cmd_sources)
 
+    model_help = ("a model directory, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION "
+                  "(default models:/speechacts-classifier@champion)")
+    store_help = "the MLflow store for runs:/ and models:/ (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+    p = sub.add_parser("annotate", help="a label sheet for a new article, pre-labelled, most doubtful sentences first")
+    p.add_argument("article", type=Path, help="a UTF-8 article, one paragraph per line")
+    p.add_argument("--out", "-o", type=Path, default=None,
+                   help="write only the sheet, here; without it the article is copied into --articles-dir "
+                        "with its provenance line and the sheet is written beside it")
+    p.add_argument("--model", "-m", default=None, metavar="SOURCE", help=model_help)
+    p.add_argument("--tracking-uri", default=None, metavar="URI", help=store_help)
+    p.add_argument("--accept-above", type=float, default=None, metavar="P",
+                   help="pre-fill the label where the model's probability exceeds P (marked prefilled=yes)")
+    p.add_argument("--articles-dir", type=Path, default=None, metavar="DIR", help="default data/articles")
+    p.add_argument("--dispute", help="provenance: the dispute the article reports")
+    p.add_argument("--outlet", help="provenance: wire, broadsheet, regional or analysis")
+    p.add_argument("--date", help="provenance: YYYY-MM-DD")
+    p.add_argument("--writer", help="provenance: who wrote the article")
+    p.add_argument("--sources", nargs="+", metavar="URL", help="provenance: the reports it draws on")
+    p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("report", help="an HTML page of an article with each sentence coloured by its act")
+    p.add_argument("article", type=Path, help="a UTF-8 article, one paragraph per line")
+    p.add_argument("--out", "-o", type=Path, required=True, help="the HTML file to write")
+    p.add_argument("--model", "-m", default=None, metavar="SOURCE", help=model_help)
+    p.add_argument("--tracking-uri", default=None, metavar="URI", help=store_help)
+    p.add_argument("--min-confidence", type=float, default=0.5, metavar="P",
+                   help="mark sentences whose top probability is below P as unsure (default 0.5)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("curve", help="learning curve: the recipe on growing fractions of the training data")
+    p.add_argument("recipe", type=Path, help="a YAML recipe in configs/")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. evaluation.folds=10")
+    p.add_argument("--points", type=int, default=5, help="fractions 1/2^(points-1) ... 1/2, 1 (default 5)")
+    p.set_defaults(func=cmd_curve)
+
     p = sub.add_parser("predict", help="label sentences or an article with a saved classifier")
     p.add_argument("sentences", nargs="*", help="sentences to label; without them, --file or standard input")
     p.add_argument("--file", "-f", default=None, metavar="PATH",
                    help="an article (UTF-8, one paragraph per line, as in seeds/); '-' for standard input")
     p.add_argument("--lines", action="store_true",
                    help="read --file or standard input as one sentence per line instead of as an article")
-    p.add_argument("--model", "-m", default=None, metavar="SOURCE",
-                   help="a model directory, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION "
-                        "(default models:/speechacts-classifier@champion)")
-    p.add_argument("--tracking-uri", default=None, metavar="URI",
-                   help="the MLflow store for runs:/ and models:/ (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--model", "-m", default=None, metavar="SOURCE", help=model_help)
+    p.add_argument("--tracking-uri", default=None, metavar="URI", help=store_help)
     p.add_argument("--format", choices=("table", "jsonl"), default=None,
                    help="table (default on a terminal) or jsonl: one JSON object per sentence (default in a pipe)")
     p.set_defaults(func=cmd_predict)
@@ -189,7 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and not any(a.startswith("-") for a in extra):
+        args.overrides += extra  # overrides after an option: `curve RECIPE --points 3 model.C=3`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except SpeechactsError as exc:

@@ -9,8 +9,11 @@ Three kinds of labelled text:
   left-out lines in data/seed_excluded.csv (id, source, reason, text).
 
 A label file is a CSV with the columns id, source, label, text and, optionally, topic, hard
-and note. `validate` checks everything at once and raises one DataError that lists every
-problem with its file and line; nothing is written when it fails.
+and note. A sheet written by `speechacts annotate` adds the model's suggestion (predicted,
+confidence, runner_up: read by people, ignored by training) and `prefilled`: "yes" where the
+model filled in the label, which validation refuses until a person sets it to "confirmed".
+`validate` checks everything at once and raises one DataError that lists every problem with its
+file and line; nothing is written when it fails.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from speechacts.overlap import corpus_overlap_problems
 from speechacts.segment import Segment, read_article, seed_articles, segment_article, split_metadata
 
 LABEL_COLUMNS = ("id", "source", "label", "text")
-OPTIONAL_COLUMNS = ("topic", "hard", "note")
+SUGGESTION_COLUMNS = ("predicted", "confidence", "runner_up", "prefilled")  # written by `speechacts annotate`
+OPTIONAL_COLUMNS = ("topic", "hard", "note", *SUGGESTION_COLUMNS)
+PREFILLED, CONFIRMED = "yes", "confirmed"  # values of `prefilled`: the model's label, then a person's check
 EXCLUDED_COLUMNS = ("id", "source", "reason", "text")
 AUTHORED = "authored"
 ISOLATED = "isolated"  # the kind of a sentence that belongs to no article
@@ -144,9 +149,11 @@ def read_label_file(path: str | Path) -> tuple[list[Row], list[str]]:
         if not rec["text"]:
             problems.append(f"{where}: empty text")
         if not rec["label"]:
-            problems.append(f"{where}: missing label; expected one of {', '.join(LABELS)}")
+            hint = f" (unreviewed; the model predicted {rec['predicted']!r})" if rec.get("predicted") else ""
+            problems.append(f"{where}: missing label{hint}; expected one of {', '.join(LABELS)}")
         elif rec["label"] not in LABELS:
             problems.append(f"{where}: unknown label {rec['label']!r}; expected one of {', '.join(LABELS)}")
+        problems += review_problems(rec.get("prefilled", ""), rec["label"], where)
         try:
             hard = parse_hard(rec.get("hard", ""), where)
         except DataError as exc:
@@ -155,6 +162,17 @@ def read_label_file(path: str | Path) -> tuple[list[Row], list[str]]:
         rows.append(Row(rec["id"], rec["source"], rec["label"], rec["text"], rec.get("topic", ""),
                         hard, rec.get("note", ""), str(path), rec["_line"]))
     return rows, problems
+
+
+def review_problems(prefilled: str, label: str, where: str) -> list[str]:
+    """A label the model filled in counts only once a person has confirmed it."""
+    if prefilled == PREFILLED:
+        return [f"{where}: unreviewed: the model pre-filled {label!r}; check it, correct it if wrong, "
+                f"then set prefilled to {CONFIRMED!r}"]
+    if prefilled not in ("", CONFIRMED):
+        return [f"{where}: prefilled must be empty, {PREFILLED!r} (the model's label, unreviewed) or "
+                f"{CONFIRMED!r}, got {prefilled!r}"]
+    return []
 
 
 def read_excluded_file(path: str | Path) -> list[Row]:

@@ -118,3 +118,25 @@ def coverage_figure(curve: list[dict]):
     ax.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def learning_curve_figure(sentences: list[float], scores: list[tuple[float, float, float]], ylabel: str, title: str):
+    """Score (mean, low, high) against training sentences, on a log2 axis: one step per doubling."""
+    plt = _pyplot()
+    means, lows, highs = (np.array([s[i] for s in scores]) for i in range(3))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.fill_between(sentences, lows, highs, color="tab:blue", alpha=0.2, label="interval over folds (corrected t)")
+    ax.plot(sentences, means, "o-", color="tab:blue", label="mean over folds")
+    for x, y in zip(sentences, means):
+        ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontsize="small")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sentences, [f"{x:,.0f}" for x in sentences])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training sentences (per fold)")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    return fig

@@ -107,22 +107,29 @@ def split_metadata(text: str) -> tuple[dict[str, str], str]:
 
 def segment_article(text: str, source: str) -> list[Segment]:
     """All segments of an article in order; ids are `source:NNN`, stable across re-runs."""
+    return [segment for paragraph in paragraphs(text, source) for segment in paragraph]
+
+
+def paragraphs(text: str, source: str) -> list[list[Segment]]:
+    """The segments of an article, grouped by the line (paragraph) they come from."""
     _, text = split_metadata(text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    segments: list[Segment] = []
+    out: list[list[Segment]] = []
+    count = 0
     body_paragraphs = 0
     for i, line in enumerate(lines):
         next_line = lines[i + 1] if i + 1 < len(lines) else None
         reason = None if i == 0 else exclusion_reason(line, next_line)
         if reason is not None:
-            segments.append(Segment(source, len(segments) + 1, line, "excluded", reason))
+            count += 1
+            out.append([Segment(source, count, line, "excluded", reason)])
             continue
         kind = "headline" if i == 0 else ("standfirst" if body_paragraphs == 1 else "body")
         body_paragraphs += 1
         sentences = [line] if i == 0 else split_sentences(line)
-        for sentence in sentences:
-            segments.append(Segment(source, len(segments) + 1, sentence, kind))
-    return segments
+        out.append([Segment(source, count + j, sentence, kind) for j, sentence in enumerate(sentences, 1)])
+        count += len(sentences)
+    return out
 
 
 def read_article(path: str | Path) -> str:

@@ -191,6 +191,16 @@ def real_text_check(cfg: Config, model, test_rows: list[Row]) -> dict[str, tuple
     return result
 
 
+def log_article_reports(cfg: Config, model) -> None:
+    """The final model's HTML view of each seed article (reports/<article>.html, opens in the MLflow UI)."""
+    from speechacts import report
+    from speechacts.segment import read_article, seed_articles
+
+    for name, path in seed_articles(cfg.data.seeds_dir).items():
+        tracking.log_text(report.render(read_article(path), name, model, model_name=f"{cfg.name} ({cfg.model.family})"),
+                          f"reports/{name}.html")
+
+
 def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
     """Train, evaluate, log and register one recipe."""
     import pandas as pd
@@ -253,6 +263,7 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
         model.post_ = post.postprocess
         seed_scores = real_text_check(cfg, model, corpus.test)
         tracking.log_metrics(interval_metrics("seed_", seed_scores))
+        log_article_reports(cfg, model)
         # save and register
         model_dir = model.save(Path(cfg.output_dir) / run_id / "model", config=cfg.model_dump(mode="json"))
         example = pd.DataFrame({"text": texts[:3]})
