@@ -123,3 +123,46 @@ def test_fine_tunes_the_real_packaged_minilm_for_a_few_steps():
     model = build(cfg, seed=0).fit(TEXTS[:16], LABELS_OF[:16])
     assert model.model_.config.num_hidden_layers == 6
     assert model.predict_proba(PROBE).shape == (2, len(LABELS))
+
+
+# Context: the same sentence, labelled by what came before it.
+CONTEXT_TEXTS = ['"That patience is over."'] * 12 + ['"This is as far as we go."'] * 12
+CONTEXTS = (["We will impose tariffs if they keep dumping steel, the minister said."] * 6
+            + ["The minister thanked the mediators for their patience in the talks."] * 6) * 2
+CONTEXT_LABELS = (["threat"] * 6 + ["assessment"] * 6) * 2
+
+
+@pytest.mark.parametrize("family", ["baseline", "embeddings", "transformer"])
+def test_a_model_with_context_reads_it_and_still_labels_bare_sentences(family, tiny_bert, tmp_path):
+    cfg = model_config(family, tiny_bert).model_copy(update={"context": "previous"})
+    if family == "transformer":
+        cfg = cfg.model_copy(update={"epochs": 8, "learning_rate": 3e-3, "max_length": 48})
+    model = build(cfg, seed=0).fit(CONTEXT_TEXTS, CONTEXT_LABELS, CONTEXTS)
+    with_threat = model.predict_proba(CONTEXT_TEXTS[:1], CONTEXTS[:1])
+    with_calm = model.predict_proba(CONTEXT_TEXTS[:1], CONTEXTS[6:7])
+    assert not np.allclose(with_threat, with_calm)  # the context changes what the model says
+    if family != "transformer":  # linear heads separate this perfectly; a tiny random BERT only moves
+        assert model.predict(CONTEXT_TEXTS[:1], CONTEXTS[:1]) == ["threat"]
+        assert model.predict(CONTEXT_TEXTS[:1], CONTEXTS[6:7]) == ["assessment"]
+    assert model.predict_proba(PROBE).shape == (2, len(LABELS))  # no context: read as empty
+    model.save(tmp_path / "m", config={"model": cfg.model_dump(mode="json")})
+    loaded = load_model(tmp_path / "m")
+    assert loaded.context == "previous"
+    assert np.allclose(loaded.predict_proba(CONTEXT_TEXTS[:1], CONTEXTS[:1]), with_threat, atol=1e-6)
+    with pytest.raises(ModelError, match="got 1 texts but 2 contexts; give one context per text"):
+        loaded.predict_proba(CONTEXT_TEXTS[:1], CONTEXTS[:2])
+
+
+def test_transformer_encodes_sentence_and_context_as_a_text_pair(tiny_bert):
+    from speechacts.models.hf import length_batches
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    [(index, batch)] = list(length_batches(tokenizer, ["He said so."], 8, 32, ["Talks failed."]))
+    ids = batch["input_ids"][0].tolist()
+    assert ids.count(tokenizer.sep_token_id) == 2  # [CLS] sentence [SEP] context [SEP]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "he said so. talks failed."
+    if "token_type_ids" in batch:
+        assert set(batch["token_type_ids"][0].tolist()) == {0, 1}
+    [(_, alone)] = list(length_batches(tokenizer, ["He said so."], 8, 32))
+    assert alone["input_ids"][0].tolist().count(tokenizer.sep_token_id) == 1

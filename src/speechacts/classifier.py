@@ -44,21 +44,38 @@ class Classifier:
     classes_: tuple[str, ...] = LABELS
     post_: PostProcess | None = None
 
-    def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> Classifier:
-        """Fit on texts; families that train in epochs score eval_set and call log_metrics(dict, step)."""
+    def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,
+            log_metrics=None) -> Classifier:
+        """Fit on texts (and their contexts, for a model whose `context` is not none); families that
+        train in epochs score eval_set (texts, labels[, contexts]) and call log_metrics(dict, step)."""
         raise NotImplementedError
 
-    def predict_proba(self, texts: list[str], prior: str | None = None) -> np.ndarray:
+    @property
+    def context(self) -> str:
+        """What the model reads beside a sentence (context.CONTEXTS)."""
+        cfg = getattr(self, "cfg", None)
+        return getattr(cfg, "context", "none") if cfg is not None else "none"
+
+    def predict_proba(self, texts: list[str], contexts: list[str] | None = None,
+                      prior: str | None = None) -> np.ndarray:
         """(n, 5) probabilities, columns in `classes_` order, after the saved prior adjustment and
-        temperature; `prior` overrides the saved prior method (none, articles or em)."""
-        raw = self._predict_proba(list(texts))
+        temperature; `prior` overrides the saved prior method (none, articles or em). Contexts are
+        used by a model trained with them; missing ones read as empty."""
+        texts = list(texts)
+        if self.context == "none":
+            contexts = None
+        elif contexts is None:
+            contexts = [""] * len(texts)
+        elif len(contexts) != len(texts):
+            raise ModelError(f"got {len(texts)} texts but {len(contexts)} contexts; give one context per text")
+        raw = self._predict_proba(texts, None if contexts is None else [c or "" for c in contexts])
         return (self.post_ or PostProcess())(raw, prior)
 
-    def _predict_proba(self, texts: list[str]) -> np.ndarray:
+    def _predict_proba(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         raise NotImplementedError
 
-    def predict(self, texts: list[str]) -> list[str]:
-        proba = self.predict_proba(texts)
+    def predict(self, texts: list[str], contexts: list[str] | None = None) -> list[str]:
+        proba = self.predict_proba(texts, contexts)
         return [LABELS[i] for i in proba.argmax(axis=1)]
 
     def save(self, path: str | Path, config: dict[str, Any] | None = None) -> Path:

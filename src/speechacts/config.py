@@ -43,6 +43,8 @@ class ModelCommon(Strict):
 
     # auto: the prior method with the best out-of-fold article macro-F1 (see calibration.py)
     prior: Literal["auto", "none", "articles", "em"] = "auto"
+    # what the model reads beside the sentence (see context.py)
+    context: Literal["none", "previous", "headline+previous"] = "none"
 
 
 class BaselineModel(ModelCommon):

@@ -123,14 +123,20 @@ def run(cfg: Config, points: int = 5) -> CurveResult:
 def fit_point(cfg: Config, rows: list[Row], folds: list[evaluation.Fold], trains: list[np.ndarray],
               fraction: float, metric: str) -> Point:
     """Fit on each fold's sample, score the whole test fold; one child run."""
-    from speechacts.train import subset_scores
+    from speechacts.context import for_rows
+    from speechacts.evaluation import subset_scores
 
     texts, labels = [r.text for r in rows], [r.label for r in rows]
+    contexts = for_rows(cfg.model.context, rows)
+
+    def pick(index):
+        return None if contexts is None else [contexts[i] for i in index]
+
     scores, ratios = [], []
     with tracking.run(f"{cfg.name}/curve/{fraction:g}", nested=True, tags={"fraction": f"{fraction:g}"}):
         for fold, train in zip(folds, trains):
-            model = build(cfg.model, cfg.seed).fit([texts[i] for i in train], [labels[i] for i in train])
-            proba = model.predict_proba([texts[i] for i in fold.test])
+            model = build(cfg.model, cfg.seed).fit([texts[i] for i in train], [labels[i] for i in train], pick(train))
+            proba = model.predict_proba([texts[i] for i in fold.test], pick(fold.test))
             predicted = [LABELS[i] for i in proba.argmax(axis=1)]
             scores.append(subset_scores([rows[i] for i in fold.test], [labels[i] for i in fold.test], predicted))
             ratios.append(len(fold.test) / (len(fold.test) + len(train)))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from speechacts import copycheck
 from speechacts.config import DataConfig
+from speechacts.context import article_contexts
 from speechacts.errors import DataError
 from speechacts.labels import LABELS
 from speechacts.overlap import corpus_overlap_problems
@@ -57,6 +58,8 @@ class Row:
     file: str = ""
     line: int = 0
     kind: str = ISOLATED  # headline | standfirst | body for a sentence of an article
+    previous: str = ""  # the sentence before it in its article (context.py)
+    headline: str = ""  # its article's headline
 
     @property
     def where(self) -> str:
@@ -263,10 +266,12 @@ def read_articles(articles_dir: Path) -> tuple[dict[str, Article], list[Row], li
         found, sheet_problems = read_label_file(sheet)
         problems += sheet_problems
         kinds = {seg.id: seg.kind for seg in articles[name].segments}
+        around = article_contexts(articles[name].segments)
         for row in found:
             if row.source != name:
                 problems.append(f"{row.where}: source {row.source!r} differs from its article {name!r}")
-        rows += [Row(**{**row.__dict__, "kind": kinds.get(row.id, "body"), "topic": meta.get("dispute", "")})
+        rows += [Row(**{**row.__dict__, "kind": kinds.get(row.id, "body"), "topic": meta.get("dispute", ""),
+                        "previous": around.get(row.id, ("", ""))[0], "headline": around.get(row.id, ("", ""))[1]})
                  for row in found]
     for sheet in sorted(articles_dir.glob("*.csv")):
         if not sheet.with_suffix(".txt").is_file():
@@ -305,12 +310,14 @@ def validate(cfg: DataConfig) -> Corpus:
     seed_texts = {name: read_article(path) for name, path in seed_articles(cfg.seeds_dir).items()}
     seeds = {name: segment_article(text, name) for name, text in seed_texts.items()}
     seed_kinds = {seg.id: seg.kind for segs in seeds.values() for seg in segs}
+    seed_around = {k: v for segs in seeds.values() for k, v in article_contexts(segs).items()}
     train, test, problems = [], [], []
     for files, bucket in ((cfg.train, train), (cfg.test, test)):
         for path in files:
             rows, found = read_label_file(path)
-            bucket.extend(Row(**{**r.__dict__, "kind": seed_kinds[r.id]}) if r.source in seeds and r.id in seed_kinds
-                          else r for r in rows)
+            bucket.extend(Row(**{**r.__dict__, "kind": seed_kinds[r.id], "previous": seed_around.get(r.id, ("", ""))[0],
+                                 "headline": seed_around.get(r.id, ("", ""))[1]})
+                          if r.source in seeds and r.id in seed_kinds else r for r in rows)
             problems.extend(found)
     articles: dict[str, Article] = {}
     if cfg.articles_dir is not None:

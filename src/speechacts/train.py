@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechacts import evaluation, postfit, tracking
+from speechacts import context, evaluation, postfit, tracking
 from speechacts.classifier import build, package_versions
 from speechacts.config import Config
 from speechacts.data import ISOLATED, Row, select, validate
@@ -76,6 +76,11 @@ def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]):
     scores and each fold's raw out-of-fold probabilities."""
     texts = [r.text for r in rows]
     labels = [r.label for r in rows]
+    contexts = context.for_rows(cfg.model.context, rows)
+
+    def pick(values, index):
+        return None if values is None else [values[i] for i in index]
+
     fold_scores, raw = [], []
     ref_scores: dict[str, list[dict[str, float]]] = {kind: [] for kind in REFERENCES}
     for f in folds:
@@ -84,9 +89,10 @@ def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]):
         test_texts, test_labels = [texts[i] for i in f.test], [labels[i] for i in f.test]
         with tracking.run(f"{cfg.name}/repeat{f.repeat}-fold{f.fold}", nested=True,
                           tags={"repeat": str(f.repeat), "fold": str(f.fold), "family": cfg.model.family}):
-            model = build(cfg.model, cfg.seed).fit(train_texts, train_labels, eval_set=(test_texts, test_labels),
+            model = build(cfg.model, cfg.seed).fit(train_texts, train_labels, pick(contexts, f.train),
+                                                   eval_set=(test_texts, test_labels, pick(contexts, f.test)),
                                                    log_metrics=tracking.log_metrics)
-            proba = model.predict_proba(test_texts)
+            proba = model.predict_proba(test_texts, pick(contexts, f.test))
             predicted = [LABELS[i] for i in proba.argmax(axis=1)]
             test_rows = [rows[i] for i in f.test]
             score = evaluation.subset_scores(test_rows, test_labels, predicted)
@@ -177,7 +183,7 @@ def real_text_check(cfg: Config, model, test_rows: list[Row]) -> dict[str, tuple
     if not test_rows:
         return {}
     texts, truth = [r.text for r in test_rows], [r.label for r in test_rows]
-    proba = model.predict_proba(texts)
+    proba = model.predict_proba(texts, context.for_rows(cfg.model.context, test_rows))
     predicted = [LABELS[i] for i in proba.argmax(axis=1)]
     result = evaluation.bootstrap_interval(truth, predicted, cfg.evaluation.confidence, cfg.seed)
     tracking.log_frame(pd.DataFrame([{"id": r.id, "text": r.text, "true": r.label, "predicted": p,
@@ -259,7 +265,7 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
                 if prefix + k in references[kind]}))
         log_cv_artifacts(cfg, rows, folds, fold_scores, ref_scores, oof, summary)
         # final model, and the real-text check on the seed articles
-        model = build(cfg.model, cfg.seed).fit(texts, labels)
+        model = build(cfg.model, cfg.seed).fit(texts, labels, context.for_rows(cfg.model.context, rows))
         model.post_ = post.postprocess
         seed_scores = real_text_check(cfg, model, corpus.test)
         tracking.log_metrics(interval_metrics("seed_", seed_scores))

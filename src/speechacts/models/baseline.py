@@ -7,6 +7,7 @@ from typing import Any
 from zipfile import ZIP_DEFLATED
 
 import numpy as np
+from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -28,8 +29,15 @@ def tfidf(analyzer: str, ngram_range: tuple[int, int], cfg: BaselineModel) -> Pi
 
 
 def make_pipeline(cfg: BaselineModel, seed: int) -> Pipeline:
-    features = FeatureUnion([("word", tfidf("word", cfg.word_ngram_range, cfg)),
-                             ("char", tfidf("char_wb", cfg.char_ngram_range, cfg))])
+    """Sentence features; with a context, the context's word n-grams as separate features of
+    their own (a column transformer over a frame of `text` and `context`)."""
+    if cfg.context == "none":
+        features = FeatureUnion([("word", tfidf("word", cfg.word_ngram_range, cfg)),
+                                 ("char", tfidf("char_wb", cfg.char_ngram_range, cfg))])
+    else:
+        features = ColumnTransformer([("word", tfidf("word", cfg.word_ngram_range, cfg), "text"),
+                                      ("char", tfidf("char_wb", cfg.char_ngram_range, cfg), "text"),
+                                      ("context", tfidf("word", cfg.word_ngram_range, cfg), "context")])
     clf = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, solver=cfg.solver, max_iter=cfg.max_iter,
                              random_state=seed)
     return Pipeline([("features", features), ("classifier", clf)])
@@ -51,14 +59,24 @@ class BaselineClassifier(Classifier):
         self.seed = seed
         self.pipeline_ = pipeline
 
-    def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> BaselineClassifier:
-        self.pipeline_ = make_pipeline(self.cfg or BaselineModel(), self.seed).fit(list(texts), list(labels))
+    def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,
+            log_metrics=None) -> BaselineClassifier:
+        self.cfg = self.cfg or BaselineModel()
+        self.pipeline_ = make_pipeline(self.cfg, self.seed).fit(self.inputs(texts, contexts), list(labels))
         return self
 
-    def _predict_proba(self, texts: list[str]) -> np.ndarray:
+    def inputs(self, texts: list[str], contexts: list[str] | None):
+        """What the pipeline reads: the texts, or a frame of texts and contexts."""
+        if self.context == "none":
+            return list(texts)
+        import pandas as pd
+
+        return pd.DataFrame({"text": list(texts), "context": list(contexts or [""] * len(texts))})
+
+    def _predict_proba(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         if self.pipeline_ is None:
             raise ModelError("the baseline classifier is not fitted; call fit() or load a saved model")
-        proba = self.pipeline_.predict_proba(list(texts))
+        proba = self.pipeline_.predict_proba(self.inputs(texts, contexts))
         return aligned_proba(proba, list(self.pipeline_.classes_))
 
     def _save(self, path: Path) -> None:
@@ -68,7 +86,8 @@ class BaselineClassifier(Classifier):
 
     @classmethod
     def _load(cls, path: Path, meta: dict[str, Any]) -> BaselineClassifier:
-        return cls(pipeline=load_skops(path / MODEL_FILE, meta))
+        cfg = BaselineModel(**meta["config"]["model"]) if meta.get("config", {}).get("model") else None
+        return cls(cfg, pipeline=load_skops(path / MODEL_FILE, meta))
 
 
 def load_skops(file: Path, meta: dict[str, Any]):

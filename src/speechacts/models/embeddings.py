@@ -74,20 +74,34 @@ class EmbeddingsClassifier(Classifier):
         self.encoder_ = encoder
         self.head_ = head
 
-    def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> EmbeddingsClassifier:
+    def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,
+            log_metrics=None) -> EmbeddingsClassifier:
         from sklearn.linear_model import LogisticRegression
 
         cfg = self.cfg
         self.encoder_ = shared_encoder(resolve_pretrained(cfg.pretrained), cfg.max_length, cfg.batch_size,
                                        pick_device(cfg.device))
         self.head_ = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter,
-                                        random_state=self.seed).fit(self.encoder_.encode(list(texts)), list(labels))
+                                        random_state=self.seed).fit(self.features(texts, contexts), list(labels))
         return self
 
-    def _predict_proba(self, texts: list[str]) -> np.ndarray:
+    def features(self, texts: list[str], contexts: list[str] | None) -> np.ndarray:
+        """The sentence's embedding; with a context, the context's embedding beside it (zeros
+        where there is none)."""
+        sentences = self.encoder_.encode(list(texts))
+        if self.context == "none":
+            return sentences
+        contexts = list(contexts or [""] * len(texts))
+        around = np.zeros_like(sentences)
+        given = [i for i, c in enumerate(contexts) if c]
+        if given:
+            around[given] = self.encoder_.encode([contexts[i] for i in given])
+        return np.hstack([sentences, around])
+
+    def _predict_proba(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         if self.head_ is None:
             raise ModelError("the embeddings classifier is not fitted; call fit() or load a saved model")
-        return aligned_proba(self.head_.predict_proba(self.encoder_.encode(list(texts))), list(self.head_.classes_))
+        return aligned_proba(self.head_.predict_proba(self.features(texts, contexts)), list(self.head_.classes_))
 
     def _save(self, path: Path) -> None:
         import skops.io as sio

@@ -64,12 +64,16 @@ def at_limit(index: list[int], batch, max_length: int) -> list[int]:
     return [index[j] for j in full]
 
 
-def length_batches(tokenizer, texts: list[str], batch_size: int, max_length: int):
-    """Yield (indices, encoded batch) with texts sorted by length, so little padding is computed."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+def length_batches(tokenizer, texts: list[str], batch_size: int, max_length: int, pairs: list[str] | None = None):
+    """Yield (indices, encoded batch) with texts sorted by length, so little padding is computed.
+    With `pairs`, each text is encoded with its context as the second segment of a text pair;
+    the context is cut first when the pair is too long."""
+    size = (lambda i: len(texts[i]) + len(pairs[i])) if pairs is not None else (lambda i: len(texts[i]))
+    order = sorted(range(len(texts)), key=size)
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in index], padding=True, truncation=True, max_length=max_length,
+        second = [pairs[i] for i in index] if pairs is not None else None
+        batch = tokenizer([texts[i] for i in index], second, padding=True, truncation=True, max_length=max_length,
                           return_tensors="pt")
         yield index, batch
 

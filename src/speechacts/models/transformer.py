@@ -66,7 +66,8 @@ class TransformerClassifier(Classifier):
         self.model_ = model
         self.tokenizer_ = tokenizer
 
-    def fit(self, texts: list[str], labels: list[str], eval_set=None, log_metrics=None) -> TransformerClassifier:
+    def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,
+            log_metrics=None) -> TransformerClassifier:
         import datasets
         import torch
         from datasets import Dataset
@@ -93,10 +94,17 @@ class TransformerClassifier(Classifier):
         if cfg.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad = False
 
-        def encode(split_texts, split_labels):
-            data = Dataset.from_dict({"text": list(split_texts), "label": [LABEL2ID[x] for x in split_labels]})
-            return data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length),
-                            batched=True, remove_columns=["text"])
+        with_context = cfg.context != "none"
+
+        def encode(split_texts, split_labels, split_contexts=None):
+            """Sentences, or (sentence, context) text pairs, tokenized."""
+            columns = {"text": list(split_texts), "label": [LABEL2ID[x] for x in split_labels]}
+            if with_context:
+                columns["context"] = list(split_contexts or [""] * len(columns["text"]))
+            data = Dataset.from_dict(columns)
+            return data.map(lambda b: tokenizer(b["text"], b["context"] if with_context else None, truncation=True,
+                                                max_length=cfg.max_length),
+                            batched=True, remove_columns=["text", "context"] if with_context else ["text"])
 
         train_ids = [LABEL2ID[x] for x in labels]
         weights = torch.tensor(class_weights(train_ids), dtype=torch.float32) if cfg.class_weighting else None
@@ -122,7 +130,7 @@ class TransformerClassifier(Classifier):
                 train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
                 seed=self.seed, data_seed=self.seed, use_cpu=device == "cpu", disable_tqdm=True,
                 dataloader_num_workers=0)
-            trainer = Trainer(model=model, args=args, train_dataset=encode(texts, labels),
+            trainer = Trainer(model=model, args=args, train_dataset=encode(texts, labels, contexts),
                               eval_dataset=encode(*eval_set) if eval_set else None,
                               data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
                               compute_loss_func=loss_fn, compute_metrics=compute_metrics if eval_set else None,
@@ -133,7 +141,7 @@ class TransformerClassifier(Classifier):
         self.tokenizer_ = tokenizer
         return self
 
-    def _predict_proba(self, texts: list[str]) -> np.ndarray:
+    def _predict_proba(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         import torch
 
         if self.model_ is None:
@@ -142,13 +150,15 @@ class TransformerClassifier(Classifier):
         device = next(self.model_.parameters()).device
         out = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
         candidates = []
+        pairs = list(contexts or [""] * len(texts)) if self.context != "none" else None
         with torch.inference_mode():
-            batches = length_batches(self.tokenizer_, texts, self.cfg.predict_batch_size, self.cfg.max_length)
+            batches = length_batches(self.tokenizer_, texts, self.cfg.predict_batch_size, self.cfg.max_length, pairs)
             for index, batch in batches:
                 candidates += at_limit(index, batch, self.cfg.max_length)
                 logits = self.model_(**batch.to(device)).logits
                 out[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        warn_if_truncated(self.tokenizer_, texts, self.cfg.max_length, candidates)
+        if pairs is None:  # with a context, the context is cut first; the sentence rarely is
+            warn_if_truncated(self.tokenizer_, texts, self.cfg.max_length, candidates)
         return out
 
     def _save(self, path: Path) -> None:
