@@ -73,7 +73,7 @@ def collect(experiment: str, uri: str | None) -> list[Row]:
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'run':<24}{'family':<13}{'article macro-F1 [95% CI]':<27}{'accuracy':>9}{'isol. F1':>9}"
+    head = (f"{'run':<30}{'family':<13}{'article macro-F1 [95% CI]':<27}{'accuracy':>9}{'isol. F1':>9}"
             f"{'seed F1':>9}{'train s':>9}{'vs best':>9}{'p':>8}")
     lines = [head, "-" * len(head)]
 
@@ -84,7 +84,7 @@ def table(rows: list[Row]) -> str:
         cv = f"{r.cv[0]:.3f} [{r.cv[1]:.3f}, {r.cv[2]:.3f}]"
         diff = f"{r.diff:+.3f}" if r.diff is not None else ("best" if r is rows[0] else "n/a")
         p = f"{r.p_value:.3f}" if r.p_value is not None else ""
-        lines.append(f"{r.name:<24}{r.family:<13}{cv:<27}{r.accuracy:>9.3f}{opt(r.isolated_f1, '.3f'):>9}"
+        lines.append(f"{r.name:<30}{r.family:<13}{cv:<27}{r.accuracy:>9.3f}{opt(r.isolated_f1, '.3f'):>9}"
                      f"{opt(r.seed_f1, '.3f'):>9}{opt(r.seconds, '.1f'):>9}{diff:>9}{p:>8}")
     return "\n".join(lines)
 

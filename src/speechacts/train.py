@@ -265,8 +265,10 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
                 if prefix + k in references[kind]}))
         log_cv_artifacts(cfg, rows, folds, fold_scores, ref_scores, oof, summary)
         # final model, and the real-text check on the seed articles
+        fit_started = time.perf_counter()
         model = build(cfg.model, cfg.seed).fit(texts, labels, context.for_rows(cfg.model.context, rows))
         model.post_ = post.postprocess
+        tracking.log_metrics({"final_fit_seconds": time.perf_counter() - fit_started})
         seed_scores = real_text_check(cfg, model, corpus.test)
         tracking.log_metrics(interval_metrics("seed_", seed_scores))
         log_article_reports(cfg, model)
