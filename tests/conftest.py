@@ -131,3 +131,27 @@ def tiny_model(family: str):
     rows = tiny_authored()
     model = build(cfg, seed=13).fit([r["text"] for r in rows], [r["label"] for r in rows])
     return model, {"name": f"tiny-{family}", "model": cfg.model_dump(mode="json")}
+
+
+def crafted_model(model_dir: Path, out: Path, marker: Path) -> Path:
+    """A copy of a baseline model directory whose pipeline, at predict time, writes marker: every type in
+    it is numpy's or scikit-learn's (FunctionTransformers over numpy.full_like, numpy.take and numpy's
+    `runstring`, which execs a string), which is what a prefix check on `sklearn.`/`numpy.` let through."""
+    import numpy as np
+    import skops.io as sio
+    from numpy.testing._private.utils import runstring
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from speechacts.labels import LABELS
+
+    shutil.copytree(model_dir, out)
+    code = f"open({str(marker)!r}, 'w').write('ran')"
+    pipeline = Pipeline([
+        ("fill", FunctionTransformer(np.full_like, kw_args={"fill_value": code, "dtype": np.object_})),
+        ("pick", FunctionTransformer(np.take, kw_args={"indices": 0})),
+        ("run", FunctionTransformer(runstring, kw_args={"dict": {}})),
+        ("classifier", LogisticRegression().fit(np.eye(len(LABELS)), list(LABELS)))])
+    sio.dump(pipeline, out / "pipeline.skops")
+    return out

@@ -96,7 +96,9 @@ def test_a_single_string_is_one_sentence_and_no_sentences_give_no_predictions(re
 @pytest.mark.parametrize("texts, message", [
     ([""], "sentence 1 is empty or only whitespace"),
     (["Talks will resume.", " \n\t"], "sentence 2 is empty or only whitespace"),
-    (["Talks will resume.", None], "sentence 2 is a NoneType, not a string"),
+    (["Talks will resume.", None], r"sentence 2 is missing \(null\); give every sentence some text"),
+    (["Talks will resume.", float("nan")], r"sentence 2 is missing \(null\)"),
+    ([3], "sentence 1 is int 3, not a string"),
 ])
 def test_empty_or_non_text_sentences_are_refused(registered, texts, message):
     with pytest.raises(DataError, match=message):
@@ -127,10 +129,13 @@ def test_a_model_saved_by_an_incompatible_version(registered, tmp_path):
         load_classifier(old)
 
 
-def test_a_damaged_model_file(registered, tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_model_file_is_called_damaged(registered, tmp_path, damage):
     broken = shutil.copytree(registered.model_dir, tmp_path / "broken")
-    (broken / "pipeline.skops").write_bytes(b"not a zip file")
-    with pytest.raises(ModelError, match=r"pipeline.skops: cannot load .*retrain it"):
+    skops_file = broken / "pipeline.skops"
+    skops_file.write_bytes(b"not a zip file" if damage == "garbage" else skops_file.read_bytes()[:2000])
+    with pytest.raises(ModelError, match=r"pipeline.skops: the file is damaged or truncated \(BadZipFile: .*\); "
+                                         "copy the model again or retrain it"):
         load_classifier(broken)
 
 

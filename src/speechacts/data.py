@@ -115,6 +115,12 @@ def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = 
         raise DataError(f"{path}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(required + optional)}")
     rows = []
     for record in reader:
+        spanned = sum(value.count("\n") for value in record.values() if isinstance(value, str))
+        if spanned:  # a field that runs over lines: a quote opened and never closed on its line
+            start = reader.line_num - spanned
+            raise DataError(f"{path} line {start}: a quote (\") opened on this line is not closed on it, so the "
+                            f"field runs on to line {reader.line_num}; close it, or write a quote inside a field "
+                            "as two (\"\")")
         if None in record:
             raise DataError(f"{path} line {reader.line_num}: more fields than the header has columns")
         record = {key: (value or "").strip() for key, value in record.items()}
@@ -135,7 +141,11 @@ def read_label_file(path: str | Path) -> tuple[list[Row], list[str]]:
     """Rows of one label file, and the problems found in single rows."""
     path = Path(path)
     rows, problems = [], []
-    for rec in read_csv(path, LABEL_COLUMNS, OPTIONAL_COLUMNS):
+    records = read_csv(path, LABEL_COLUMNS, OPTIONAL_COLUMNS)
+    if not records:
+        problems.append(f"{path}: no rows under the header; a label file needs at least one labelled sentence "
+                        "(remove it from data.* in the config if it is not needed)")
+    for rec in records:
         where = f"{path} line {rec['_line']} (id {rec['id'] or '?'})"
         if not rec["id"]:
             problems.append(f"{path} line {rec['_line']}: missing id")
@@ -196,8 +206,9 @@ def article_row_problems(rows: list[Row], excluded: list[Row], segmented: dict[s
         if row.source == AUTHORED:
             continue
         if row.source not in segmented:
+            known = ", ".join(sorted(segmented)[:5]) + (" ..." if len(segmented) > 5 else "")
             problems.append(f"{row.where}: unknown source {row.source!r}; expected '{AUTHORED}' or the name of "
-                            f"a seed or authored article: {', '.join(sorted(segmented)[:5])}{' ...' if len(segmented) > 5 else ''}")
+                            f"a seed or authored article: {known}")
             continue
         seg = by_id.get(row.id)
         if row.text not in texts[row.source]:
