@@ -97,3 +97,34 @@ def test_an_empty_sentence_is_a_bad_request_with_a_message(served):
     url, _ = served
     status, body = post(url + "/invocations", {"inputs": ["Talks resume.", " "]})
     assert status == 400 and "empty" in json.dumps(body)
+
+
+BAD_BODIES = [
+    ({"inputs": [None]}, "sentence 1 is missing (null)"),
+    ({"inputs": [1]}, "sentence 1 is int 1, not a string"),
+    ({"inputs": [True]}, "sentence 1 is bool True, not a string"),
+    ({"inputs": [2.5, -1]}, "sentence 1 is float 2.5, not a string"),
+    ({"dataframe_split": {"columns": ["text"], "data": [["Talks resume."], [2.5]]}}, "sentence 2 is float 2.5, not a "
+                                                                                    "string"),
+    ({"dataframe_records": [{"text": "Talks resume."}, {"text": False}]}, "sentence 2 is bool False, not a string"),
+    ({"inputs": ["Talks resume.", None]}, "sentence 2 is missing (null)"),
+    ({"inputs": []}, "no texts to label"),
+    ({"inputs": [""]}, "sentence 1 is empty or only whitespace"),
+    ({"inputs": [["nested"]]}, "got a 2-dimensional array"),
+    ({"inputs": [{"text": "a dict"}]}, "sentence 1 is dict"),
+    ({"inputs": {"text": [7]}}, "sentence 1 is int 7, not a string"),
+    ({"inputs": {"sentence": ["x"]}}, "expected sentences: a 'text' column, a list of strings or {\"text\": [...]}"),
+    ({"dataframe_split": {"columns": ["text"], "data": [[None]]}}, "sentence 1 is missing (null)"),
+    ({"dataframe_split": {"columns": ["text"], "data": [[3.5]]}}, "sentence 1 is float 3.5, not a string"),
+    ({"dataframe_records": [{"text": "Talks resume."}, {"text": None}]}, "sentence 2 is missing (null)"),
+    ({"dataframe_split": {"columns": ["a", "b"], "data": [["x", "y"]]}}, "expected a 'text' column, got columns"),
+]
+
+
+@pytest.mark.parametrize("body, message", BAD_BODIES, ids=[json.dumps(b)[:40] for b, _ in BAD_BODIES])
+def test_anything_but_non_empty_strings_is_a_400_with_a_short_message_and_no_stack_trace(served, body, message):
+    url, _ = served
+    status, answer = post(url + "/invocations", body)
+    assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert message in answer["message"] and len(answer["message"]) < 400
+    assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
