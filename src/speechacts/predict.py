@@ -79,15 +79,24 @@ def stream(classifier, lines: Iterable[str], fmt: str, out: TextIO, progress: bo
         from tqdm import tqdm
 
         bar = tqdm(unit=" sentences", file=sys.stderr, dynamic_ncols=True, leave=False)
-    done = 0
-    lines = iter(lines)
-    while batch := list(itertools.islice(lines, BATCH_SIZE)):
-        write(classifier.predict(batch), fmt, out, start=done)
-        done += len(batch)
-        if bar is not None:
-            bar.update(len(batch))
+    done, lines = 0, iter(lines)
+    while True:
+        batch, error = [], None
+        try:
+            batch.extend(itertools.islice(lines, BATCH_SIZE))
+        except DataError as exc:  # a bad line: label the ones read before it, then say so
+            error = exc
+        if batch:
+            write(classifier.predict(batch), fmt, out, start=done)
+            done += len(batch)
+            if bar is not None:
+                bar.update(len(batch))
+        if error is not None or len(batch) < BATCH_SIZE:
+            break
     if bar is not None:
         bar.close()
+    if error is not None:
+        raise error
     return done
 
 
@@ -123,7 +132,7 @@ def read_request(sentences: list[str], file: str | None, lines: bool, stdin: Tex
 
 def read_lines(binary: IO[bytes], where: str, close: bool = False) -> Iterator[str]:
     """The non-blank lines of a UTF-8 byte stream, stripped, read as they come; a bad byte is a
-    DataError naming its line (the lines before it have been labelled by then)."""
+    DataError naming its line (`stream` labels the lines before it first)."""
     offset = 0
     with binary if close else nullcontext():
         for number, raw in enumerate(binary, 1):
