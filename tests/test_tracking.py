@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT, SUBPROCESS_ENV, start_paused_training, tiny_overrides
 from speechacts import tracking
 from speechacts.cli import main
 
 RECIPE = ROOT / "configs/baseline.yaml"
-PYTHON = sys.executable
 SPEECHACTS = Path(sys.executable).parent / "speechacts"
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+ENV = SUBPROCESS_ENV
 
 
 def runs_of(store: str, experiment: str = "tests"):
@@ -106,47 +103,11 @@ def test_a_failing_job_records_its_error_as_the_end_reason(project, store, monke
 
 # --- real processes, killed ---
 
-PAUSED = """
-import sys, time
-from speechacts.cli import main
-from speechacts.models.baseline import BaselineClassifier
-
-point, argv = sys.argv[1], sys.argv[2:]
-fit, save, fits = BaselineClassifier.fit, BaselineClassifier._save, []
-
-def pause():
-    print("PAUSED", point, flush=True)
-    time.sleep(300)
-
-def paused_fit(self, *args, **kwargs):
-    fits.append(1)
-    if point == "fold" and len(fits) == 2:  # inside the second fold's child run
-        pause()
-    return fit(self, *args, **kwargs)
-
-def paused_save(self, path):
-    save(self, path)
-    if point == "save":  # the model files written, the directory not yet renamed, nothing logged
-        pause()
-
-BaselineClassifier.fit, BaselineClassifier._save = paused_fit, paused_save
-sys.exit(main(argv))
-"""
-
-
 def start_training(project: Path, store: str, point: str) -> subprocess.Popen:
-    """`speechacts train` on the tiny corpus, in a real process that stops at a point until killed."""
-    command = [PYTHON, "-c", PAUSED, point, "train", str(RECIPE), *tiny_overrides(store)]
-    process = subprocess.Popen(command, cwd=project, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.monotonic() + 180
-    for line in process.stdout:
-        if line.startswith("PAUSED"):
-            return process
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    pytest.fail(f"training never reached {point}: {process.stderr.read()[-2000:]}")
+    try:
+        return start_paused_training(project, store, point)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def parent_and_children(store: str):
