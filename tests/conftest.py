@@ -5,7 +5,12 @@ stand-in source), and helpers to build configs that point at a temporary MLflow 
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -52,17 +57,23 @@ def tiny_contrast() -> list[dict]:
     return rows
 
 
+def make_project(folder: Path) -> Path:
+    """A project folder (seeds/, data/) with a tiny corpus."""
+    shutil.copytree(ROOT / "seeds", folder / "seeds")
+    (folder / "data").mkdir()
+    for name in ("seed_labels.csv", "seed_excluded.csv"):
+        shutil.copy(ROOT / "data" / name, folder / "data" / name)
+    write_rows(folder / "data" / "authored.csv", tiny_authored())
+    write_rows(folder / "data" / "contrast.csv", tiny_contrast())
+    shutil.copytree(FIXTURES / "articles", folder / "data" / "articles")
+    shutil.copytree(FIXTURES / "sources", folder / "data" / "sources")
+    return folder
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
-    """A project folder (seeds/, data/) with a tiny corpus; the working directory for the test."""
-    shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
-    (tmp_path / "data").mkdir()
-    for name in ("seed_labels.csv", "seed_excluded.csv"):
-        shutil.copy(ROOT / "data" / name, tmp_path / "data" / name)
-    write_rows(tmp_path / "data" / "authored.csv", tiny_authored())
-    write_rows(tmp_path / "data" / "contrast.csv", tiny_contrast())
-    shutil.copytree(FIXTURES / "articles", tmp_path / "data" / "articles")
-    shutil.copytree(FIXTURES / "sources", tmp_path / "data" / "sources")
+    """A project folder with a tiny corpus (make_project); the working directory for the test."""
+    make_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -138,3 +149,121 @@ def tiny_baseline_dir(tmp_path_factory) -> Path:
     """A tiny baseline model saved as a model directory (a --model SOURCE)."""
     model, cfg = tiny_model("baseline")
     return model.save(tmp_path_factory.mktemp("tiny-baseline") / "model", config=cfg)
+
+
+def crafted_model(model_dir: Path, out: Path, marker: Path) -> Path:
+    """A copy of a baseline model directory whose pipeline, at predict time, writes marker: every type in
+    it is numpy's or scikit-learn's (FunctionTransformers over numpy.full_like, numpy.take and numpy's
+    `runstring`, which execs a string), which is what a prefix check on `sklearn.`/`numpy.` let through."""
+    import numpy as np
+    import skops.io as sio
+    from numpy.testing._private.utils import runstring
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from speechacts.labels import LABELS
+
+    shutil.copytree(model_dir, out)
+    code = f"open({str(marker)!r}, 'w').write('ran')"
+    pipeline = Pipeline([
+        ("fill", FunctionTransformer(np.full_like, kw_args={"fill_value": code, "dtype": np.object_})),
+        ("pick", FunctionTransformer(np.take, kw_args={"indices": 0})),
+        ("run", FunctionTransformer(runstring, kw_args={"dict": {}})),
+        ("classifier", LogisticRegression().fit(np.eye(len(LABELS)), list(LABELS)))])
+    sio.dump(pipeline, out / "pipeline.skops")
+    return out
+
+
+# `speechacts train` in a real process that stops at a point until it is killed: "fold" (inside the
+# second fold's child run) or "save" (the model files written, the directory not renamed, nothing logged)
+PAUSED_TRAINING = """
+import sys, time
+from speechacts.cli import main
+from speechacts.models.baseline import BaselineClassifier
+
+point, argv = sys.argv[1], sys.argv[2:]
+fit, save, fits = BaselineClassifier.fit, BaselineClassifier._save, []
+
+def pause():
+    print("PAUSED", point, flush=True)
+    time.sleep(300)
+
+def paused_fit(self, *args, **kwargs):
+    fits.append(1)
+    if point == "fold" and len(fits) == 2:
+        pause()
+    return fit(self, *args, **kwargs)
+
+def paused_save(self, path):
+    save(self, path)
+    if point == "save":
+        pause()
+
+BaselineClassifier.fit, BaselineClassifier._save = paused_fit, paused_save
+sys.exit(main(argv))
+"""
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
+def start_paused_training(project: Path, store: str, point: str, timeout: float = 180) -> subprocess.Popen:
+    """A baseline `speechacts train` of the tiny corpus, paused at point (see PAUSED_TRAINING)."""
+    command = [sys.executable, "-c", PAUSED_TRAINING, point, "train", str(ROOT / "configs/baseline.yaml"),
+               *tiny_overrides(store)]
+    process = subprocess.Popen(command, cwd=project, env=SUBPROCESS_ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        if line.startswith("PAUSED"):
+            return process
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise RuntimeError(f"training never reached {point}: {process.stderr.read()[-2000:]}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def model_server(model_uri: str, store: str, log: Path, start_timeout: float = 120):
+    """`mlflow models serve` of a model on a free loopback port, with the project's environment; yields its
+    URL once /ping answers, and is always stopped (RuntimeError with the log if it never comes up)."""
+    import signal
+    import urllib.request
+
+    bin_dir = Path(sys.executable).parent
+    port = free_port()
+    env = {**SUBPROCESS_ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_TRACKING_URI": store, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    command = [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+               "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/ping", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no answer on /ping within {start_timeout} s:\n{log.read_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)  # the server and the uvicorn worker it started
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=15)

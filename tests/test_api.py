@@ -96,7 +96,9 @@ def test_a_single_string_is_one_sentence_and_no_sentences_give_no_predictions(re
 @pytest.mark.parametrize("texts, message", [
     ([""], "sentence 1 is empty or only whitespace"),
     (["Talks will resume.", " \n\t"], "sentence 2 is empty or only whitespace"),
-    (["Talks will resume.", None], "sentence 2 is a NoneType, not a string"),
+    (["Talks will resume.", None], r"sentence 2 is missing \(null\); give every sentence some text"),
+    (["Talks will resume.", float("nan")], r"sentence 2 is missing \(null\)"),
+    ([3], "sentence 1 is int 3, not a string"),
 ])
 def test_empty_or_non_text_sentences_are_refused(registered, texts, message):
     with pytest.raises(DataError, match=message):
@@ -127,10 +129,13 @@ def test_a_model_saved_by_an_incompatible_version(registered, tmp_path):
         load_classifier(old)
 
 
-def test_a_damaged_model_file(registered, tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_model_file_is_called_damaged(registered, tmp_path, damage):
     broken = shutil.copytree(registered.model_dir, tmp_path / "broken")
-    (broken / "pipeline.skops").write_bytes(b"not a zip file")
-    with pytest.raises(ModelError, match=r"pipeline.skops: cannot load .*retrain it"):
+    skops_file = broken / "pipeline.skops"
+    skops_file.write_bytes(b"not a zip file" if damage == "garbage" else skops_file.read_bytes()[:2000])
+    with pytest.raises(ModelError, match=r"pipeline.skops: the file is damaged or truncated \(BadZipFile: .*\); "
+                                         "copy the model again or retrain it"):
         load_classifier(broken)
 
 
@@ -166,3 +171,65 @@ def test_empty_and_missing_tracking_stores(tmp_path):
     with pytest.raises(ModelError, match=r"no registered model 'speechacts-classifier' in tracking store .* \(it has no "
                                          r"registered models\); train and register a model with"):
         load_classifier(tracking_uri=empty)
+
+
+def test_predict_proba_of_no_texts_is_an_empty_array(registered):
+    proba = load_classifier(registered.model_dir).predict_proba([])
+    assert proba.shape == (0, len(LABELS))
+
+
+def test_the_schema_the_direct_read_trusts_is_the_installed_mlflow_head():
+    """When MLflow changes its schema, this fails: test the direct read on the new head, then pin it."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    heads = set(ScriptDirectory.from_config(_get_alembic_config("sqlite://")).get_heads())
+    assert heads <= api.SCHEMA_VERSIONS
+
+
+def copy_store(registered, folder, schema: str | None = None) -> str:
+    """A copy of the registered store (same artifact locations), its schema version optionally changed."""
+    import sqlite3
+
+    db = folder / "copy.db"
+    shutil.copy(api.sqlite_file(registered.store), db)
+    if schema is not None:
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE alembic_version SET version_num = ?", (schema,))
+    return f"sqlite:///{db}"
+
+
+def test_an_unpinned_schema_version_goes_through_mlflow_and_is_logged(registered, tmp_path, caplog, monkeypatch):
+    store = copy_store(registered, tmp_path, schema="ffffffffffff")
+    asked = []
+    monkeypatch.setattr(api, "mlflow_root", lambda source, uri: asked.append((source, uri)) or registered.model_dir)
+    with caplog.at_level("INFO", logger="speechacts.api"):
+        assert api.registry_root("models:/speechacts-classifier@champion", store) == registered.model_dir
+    assert asked == [("models:/speechacts-classifier@champion", store)]
+    assert [r.getMessage() for r in caplog.records if r.name == "speechacts.api"] == [
+        "asking MLflow for models:/speechacts-classifier@champion: its schema version ffffffffffff is not one the "
+        "direct read was tested on"]
+
+
+def test_what_the_direct_read_does_not_find_goes_through_mlflow_and_is_logged(registered, caplog, monkeypatch):
+    calls = []
+    real = api.mlflow_root
+    monkeypatch.setattr(api, "mlflow_root", lambda source, uri: calls.append(source) or real(source, uri))
+    with caplog.at_level("INFO", logger="speechacts.api"), pytest.raises(ModelError, match="has no alias 'nope'"):
+        load_classifier("models:/speechacts-classifier@nope", tracking_uri=registered.store)
+    assert calls == ["models:/speechacts-classifier@nope"]
+    assert "asking MLflow for models:/speechacts-classifier@nope: the direct read did not find it" in caplog.text
+
+
+def test_a_pinned_schema_is_read_directly_without_mlflow(registered, tmp_path, monkeypatch):
+    store = copy_store(registered, tmp_path)
+    monkeypatch.setattr(api, "mlflow_root", lambda source, uri: pytest.fail("asked MLflow"))
+    assert load_classifier("models:/speechacts-classifier@champion", tracking_uri=store).model_dir.is_dir()
+
+
+def test_the_mlflow_route_reads_the_store_it_is_given_not_the_last_one_used(registered, tmp_path):
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    mlflow.MlflowClient(empty).search_experiments()
+    mlflow.set_tracking_uri(registered.store)  # as a training job in the same process leaves it
+    with pytest.raises(ModelError, match="no registered model 'speechacts-classifier' in tracking store sqlite:///"):
+        api.mlflow_root("models:/speechacts-classifier@champion", empty)

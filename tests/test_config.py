@@ -43,6 +43,19 @@ def write(tmp_path, text: str) -> Path:
     ("model: {family: baseline}\nevaluation: {folds: 1}", [], "evaluation.folds: Input should be greater than or equal to 2"),
     ("model: {family: forest}", [], "model.family: unknown family 'forest'; expected one of baseline, transformer, embeddings"),
     ("seed: 1", [], "model: missing required key"),
+    ("model: {C: 3}", [], "model.family: missing required key; expected one of baseline, transformer, embeddings"),
+    ("model: {family: baseline}\nevaluation: {folds: '5'}", [], "evaluation.folds: Input should be a valid integer "
+                                                                "(got '5')"),
+    ("model: {family: transformer, class_weighting: 'yes'}", [], "model.class_weighting: Input should be a valid "
+                                                                 "boolean (got 'yes')"),
+    ("model: {family: transformer, epochs: '2'}", [], "model.epochs: Input should be a valid number (got '2')"),
+    ("model: {family: baseline, C: '10'}", [], "model.C: Input should be a valid number (got '10')"),
+    ("model: {family: baseline, sublinear_tf: 1}", [], "model.sublinear_tf: Input should be a valid boolean (got 1)"),
+    ("model: {family: baseline, word_ngram_range: ['1', 2]}", [], "model.word_ngram_range.0: Input should be a valid "
+                                                                  "integer (got '1')"),
+    ("model: {family: baseline}\ndata: {include_hard: 'no'}", [], "data.include_hard: Input should be a valid "
+                                                                   "boolean (got 'no')"),
+    ("model: {family: baseline}", ["evaluation.folds='5'"], "evaluation.folds: Input should be a valid integer"),
     ("model: {family: baseline, word_ngram_range: [3, 1]}", [], "word_ngram_range must be [low, high]"),
     ("model: {family: baseline}", ["model.epochs=3"], "model.epochs: unknown key"),
     ("model: {family: baseline}", ["evaluation.folds=many"], "evaluation.folds: Input should be a valid integer"),
@@ -68,6 +81,22 @@ def test_unreadable_config_file(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_numbers_paths_and_pairs_keep_their_natural_yaml_forms(tmp_path):
+    cfg = load_config(write(tmp_path, "model: {family: baseline, C: 3, word_ngram_range: [1, 3]}\n"
+                                      "data: {train: [a.csv], articles_dir: null}\noutput_dir: out"))
+    assert cfg.model.C == 3.0 and cfg.model.word_ngram_range == (1, 3)
+    assert cfg.data.train == [Path("a.csv")] and cfg.data.articles_dir is None and cfg.output_dir == Path("out")
+
+
+def test_an_override_that_is_not_valid_yaml_is_one_error_line(capsys):
+    with pytest.raises(ConfigError, match=r"override 'model.C=\[1,': the value is not valid YAML \(.*\); quote it "
+                                          r"to give a string, e.g. model.C='\[1,'"):
+        load_config(ROOT / "configs/baseline.yaml", ["model.C=[1,"])
+    assert main(["config", str(ROOT / "configs/baseline.yaml"), "model.C=[1,"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: override 'model.C=[1,': the value is not valid YAML") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("override", ["noequals", "=3", "model..C=3"])

@@ -309,3 +309,37 @@ def test_missing_articles_folder(project):
     assert "data/none: articles folder not found (data.articles_dir; null for none)" in problems(
         DataConfig(articles_dir=Path("data/none")))
     assert not any(r.in_article for r in validate(DataConfig(articles_dir=None)).train)
+
+
+def test_a_header_only_label_file_is_refused_and_the_data_card_kept(project, capsys):
+    from speechacts.cli import main
+
+    Path("data/contrast.csv").write_text("id,source,label,text\n", encoding="utf-8")
+    card = Path("data/prepared/DATA_CARD.md")
+    card.parent.mkdir(parents=True)
+    card.write_text("the card of the last good data\n")
+    assert "data/contrast.csv: no rows under the header; a label file needs at least one labelled sentence" in problems()
+    for command in ("validate", "prepare"):
+        assert main([command]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: validation failed with 1 problem(s):") and "data/contrast.csv: no rows" in err
+    assert card.read_text() == "the card of the last good data\n"
+
+
+def test_an_unterminated_quote_is_reported_on_its_own_line(project, capsys):
+    from speechacts.cli import main
+
+    rows = read_rows(AUTHORED)
+    for i, row in enumerate(rows):
+        row["text"], row["note"] = f"Plain sentence number {i} without commas or quotes.", ""
+    rows[8]["text"] = '"An opening quote never closed'  # line 10
+    write_rows(AUTHORED, rows)
+    lines = AUTHORED.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[9] = lines[9].replace('"""An opening quote never closed"', '"An opening quote never closed')
+    lines[11] = lines[11].replace("number 10 without", 'number 10 "without')  # line 12: the quote that closes it
+    AUTHORED.write_text("".join(lines), encoding="utf-8")
+    message = ('data/authored.csv line 10: a quote (") opened on this line is not closed on it, so the field runs on '
+               'to line 12; close it, or write a quote inside a field as two ("")')
+    assert message in problems()
+    assert main(["validate"]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"

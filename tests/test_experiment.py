@@ -36,7 +36,11 @@ def test_experiment_runs_every_recipe_crowns_the_best_and_compares(project, stor
     assert {r.family for r in rows} == {"baseline", "reference"}
 
 
-def test_compare_on_an_empty_store(project, store, capsys):
+def test_compare_on_a_missing_or_empty_store(project, store, capsys):
+    assert main(["compare", "speechacts", "--tracking-uri", store]) == 2
+    assert "mlflow.db not found" in capsys.readouterr().err
+    assert not (project / "mlflow.db").exists()  # asking does not create a store
+    mlflow.MlflowClient(store).search_experiments()  # now it exists, with no 'speechacts' experiment
     assert main(["compare", "speechacts", "--tracking-uri", store]) == 2
     assert "no experiment 'speechacts' in tracking store" in capsys.readouterr().err
 

@@ -154,8 +154,9 @@ def test_a_model_with_context_reads_it_and_still_labels_bare_sentences(family, t
 
 
 def test_transformer_encodes_sentence_and_context_as_a_text_pair(tiny_bert):
-    from speechacts.models.hf import length_batches
     from transformers import AutoTokenizer
+
+    from speechacts.models.hf import length_batches
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     [(index, batch)] = list(length_batches(tokenizer, ["He said so."], 8, 32, ["Talks failed."]))
@@ -166,3 +167,104 @@ def test_transformer_encodes_sentence_and_context_as_a_text_pair(tiny_bert):
         assert set(batch["token_type_ids"][0].tolist()) == {0, 1}
     [(_, alone)] = list(length_batches(tokenizer, ["He said so."], 8, 32))
     assert alone["input_ids"][0].tolist().count(tokenizer.sep_token_id) == 1
+
+
+def test_a_loaded_embeddings_model_keeps_no_cache_and_a_training_cache_is_bounded(tiny_bert, tmp_path):
+    from speechacts.models.embeddings import Encoder
+
+    cfg = model_config("embeddings", tiny_bert)
+    model = build(cfg, seed=0).fit(TEXTS, LABELS_OF)
+    loaded = load_model(model.save(tmp_path / "m", config={"model": cfg.model_dump(mode="json")}))
+    distinct = [f"Delegation {i} said talks would resume." for i in range(300)]
+    proba = loaded.predict_proba(distinct)
+    assert len(loaded.encoder_.cache) == 0
+    bounded = Encoder(tiny_bert, 32, 16, "cpu", cache_size=50)
+    vectors = bounded.encode(distinct)
+    assert len(bounded.cache) == 50 and list(bounded.cache) == distinct[-50:]
+    assert np.allclose(bounded.encode(distinct[:3] + distinct[-3:]), vectors[[0, 1, 2, -3, -2, -1]], atol=1e-6)
+    assert np.allclose(loaded.predict_proba(distinct), proba)
+
+
+@pytest.mark.parametrize("family", ["baseline", "embeddings", "transformer"])
+def test_a_model_saved_without_a_config_loads(family, tiny_bert, tmp_path):
+    model = build(model_config(family, tiny_bert), seed=0).fit(TEXTS, LABELS_OF)
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert np.allclose(loaded.predict_proba(PROBE), model.predict_proba(PROBE), atol=1e-6)
+
+
+def test_the_embeddings_head_holds_only_allowed_types(tiny_bert, tmp_path):
+    from speechacts.models import safe_skops
+
+    model = build(model_config("embeddings", tiny_bert), seed=0).fit(TEXTS, LABELS_OF)
+    head = model.save(tmp_path / "m") / "head.skops"
+    assert safe_skops.refused_types(head) == []
+
+
+def test_saving_replaces_a_directory_whole_and_a_failed_save_leaves_nothing(tmp_path, monkeypatch):
+    from speechacts.models.baseline import BaselineClassifier
+
+    model = build(BaselineModel(), seed=0).fit(TEXTS, LABELS_OF)
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "stale.txt").write_text("from an older model")
+    model.save(target)
+    assert sorted(p.name for p in target.iterdir()) == ["pipeline.skops", "postprocess.json", "speechacts.json"]
+
+    def broken(self, path):
+        (path / "pipeline.skops").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(BaselineClassifier, "_save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_pickled_weights_are_refused_before_loading(tiny_bert, tmp_path, capsys):
+    import torch
+
+    from speechacts.cli import main
+
+    cfg = model_config("transformer", tiny_bert)
+    model = build(cfg, seed=0).fit(TEXTS, LABELS_OF)
+    saved = model.save(tmp_path / "m")
+    torch.save(model.model_.state_dict(), saved / "hf" / "pytorch_model.bin")
+    (saved / "hf" / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"hf: no model.safetensors; it holds pytorch_model.bin, which speechacts "
+                                         "does not load, since unpickling can run code"):
+        load_model(saved)
+    assert main(["predict", "--model", str(saved), "Talks resume."]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "no model.safetensors" in err
+
+
+def broken_meta(tmp_path, tiny_bert, family: str, change) -> str:
+    model = build(model_config(family, tiny_bert), seed=0).fit(TEXTS, LABELS_OF)
+    saved = model.save(tmp_path / "m")
+    meta = json.loads((saved / "speechacts.json").read_text())
+    (saved / "speechacts.json").write_text(json.dumps(change(meta)))
+    return str(saved)
+
+
+@pytest.mark.parametrize("family, change, message", [
+    ("baseline", lambda meta: [meta], r"speechacts.json: expected a JSON object with format_version, family, labels "
+                                      "and config, got a list"),
+    ("baseline", lambda meta: {k: v for k, v in meta.items() if k != "family"},
+     r"speechacts.json: no family; expected baseline, transformer or embeddings"),
+    ("baseline", lambda meta: {**meta, "config": "none"}, "speechacts.json: config must be an object, got str"),
+    ("transformer", lambda meta: {**meta, "config": {}}, r"speechacts.json: no model config \(config.model\), which "
+                                                         "the transformer family needs to load"),
+    ("embeddings", lambda meta: {k: v for k, v in meta.items() if k != "config"},
+     r"speechacts.json: no model config \(config.model\), which the embeddings family needs"),
+    ("embeddings", lambda meta: {**meta, "config": {"model": {**meta["config"]["model"], "max_length": "64"}}},
+     "speechacts.json: config.model.max_length: Input should be a valid integer"),
+])
+def test_damaged_model_metadata_is_one_clear_error(tmp_path, tiny_bert, capsys, family, change, message):
+    from speechacts.cli import main
+
+    saved = broken_meta(tmp_path, tiny_bert, family, change)
+    with pytest.raises(ModelError, match=message):
+        load_model(saved)
+    assert main(["predict", "--model", saved, "Talks resume."]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err

@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import mlflow
@@ -165,3 +166,106 @@ def test_a_sentence_longer_than_the_transformer_maximum_is_truncated_with_a_one_
     warning_lines = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warning_lines) == 1 and "truncated" in warning_lines[0] and "maximum of 32 tokens" in warning_lines[0]
     assert "Traceback" not in err and "warnings.warn" not in err
+
+
+def test_lines_are_labelled_in_batches_with_one_table(registered, capsys, monkeypatch, tmp_path):
+    from speechacts import predict as predict_job
+
+    monkeypatch.setattr(predict_job, "BATCH_SIZE", 2)
+    lines = [f"Talks will resume in round {i}." for i in range(5)]
+    (tmp_path / "lines.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, _ = predict(capsys, "-m", str(registered.model_dir), "--file", str(tmp_path / "lines.txt"), "--lines",
+                           "--format", "table")
+    rows = out.splitlines()
+    assert code == 0 and rows[0].split()[0] == "#" and sum(r.split()[0] == "#" for r in rows) == 1
+    assert [r.split()[0] for r in rows[2:]] == ["1", "2", "3", "4", "5"] and rows[-1].endswith(lines[-1])
+
+
+def test_a_bad_byte_in_lines_names_its_line(registered, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", Stdin(b"Talks resume.\nA second line.\nBad \xe9 byte.\n"))
+    code, out, err = predict(capsys, "-m", str(registered.model_dir), "--lines")
+    assert code == 2 and err == ("error: standard input line 3: not UTF-8 (byte 0xe9 at offset 33); save it as "
+                                 "UTF-8\n")
+    assert [r["text"] for r in records(out)] == ["Talks resume.", "A second line."]  # the batch before it
+
+
+def test_a_real_pipe_gets_each_batch_before_the_input_ends(registered):
+    from speechacts.predict import BATCH_SIZE
+
+    process = subprocess.Popen([str(SPEECHACTS), "predict", "--model", str(registered.model_dir), "--lines"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, process.kill)  # a process that waits for more input fails the test, not hangs it
+    watchdog.start()
+    try:
+        process.stdin.write("".join(f"Talks will resume in round {i}.\n" for i in range(BATCH_SIZE)))
+        process.stdin.flush()
+        first = [process.stdout.readline() for _ in range(BATCH_SIZE)]  # blocks until the batch is written
+        assert process.poll() is None  # still reading: its input is open
+        assert json.loads(first[-1])["text"] == f"Talks will resume in round {BATCH_SIZE - 1}."
+        process.stdin.write("One more.\n")
+        process.stdin.close()
+        rest = process.stdout.read().splitlines()
+        assert process.wait(timeout=60) == 0 and [json.loads(r)["text"] for r in rest] == ["One more."]
+    finally:
+        watchdog.cancel()
+        process.kill()
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_progress_bar_goes_to_standard_error_only_on_a_terminal(registered, tmp_path, terminal):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    (tmp_path / "lines.txt").write_text("".join(f"Talks resume, round {i}.\n" for i in range(1500)))
+    leader, follower = pty.openpty() if terminal else (None, subprocess.PIPE)
+    if terminal:  # a terminal 100 columns wide (a new pseudo-terminal has none, and tqdm would draw nothing)
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen([str(SPEECHACTS), "predict", "--model", str(registered.model_dir), "--lines",
+                                "--file", str(tmp_path / "lines.txt")], stdout=subprocess.PIPE, stderr=follower)
+    chunks = []
+    if terminal:
+        os.close(follower)
+
+        def read_terminal():
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the terminal closed with the process
+                    return
+                if not chunk:
+                    return
+                chunks.append(chunk)
+
+        reader = threading.Thread(target=read_terminal)
+        reader.start()
+    out = process.stdout.read()
+    assert process.wait(timeout=60) == 0 and len(out.splitlines()) == 1500
+    if terminal:
+        reader.join(timeout=10)
+        err = b"".join(chunks).decode()
+    else:
+        err = process.stderr.read().decode()
+    assert ("sentences" in err) == terminal, err
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_however_many_lines(registered, tmp_path):
+    def peak_rss_mib(lines: int) -> float:
+        path = tmp_path / f"{lines}.txt"
+        path.write_text("".join(f"Officials said round {i} of the talks on tariffs would resume.\n"
+                                for i in range(lines)))
+        wrapper = ("import resource, subprocess, sys\n"
+                   "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+                   "assert done.returncode == 0\n"
+                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+        out = subprocess.run([sys.executable, "-c", wrapper, str(SPEECHACTS), "predict", "--model",
+                              str(registered.model_dir), "--lines", "--file", str(path)],
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return float(out.stdout)
+
+    small, large = peak_rss_mib(5_000), peak_rss_mib(50_000)
+    assert large < small * 1.15, (small, large)

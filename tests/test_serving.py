@@ -1,31 +1,16 @@
 """`mlflow models serve` on the registered champion answers /invocations with labels and probabilities."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import SENTENCES, train_and_register
+from conftest import SENTENCES, model_server, train_and_register
 from speechacts import load_classifier
 from speechacts.labels import LABELS
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
@@ -37,41 +22,16 @@ def post(url: str, body: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"the server did not answer /ping within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The champion of a fresh store behind `mlflow models serve` on a free loopback port; always stopped."""
     registered = train_and_register(tmp_path_factory.mktemp("served"))
-    port, log = free_port(), registered.model_dir.parent / "server.log"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_TRACKING_URI": registered.store, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/speechacts-classifier@champion",
-               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "w") as out:
-        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(url, server, log)
-        yield url, registered
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server and the uvicorn worker it started
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=15)
+        with model_server("models:/speechacts-classifier@champion", registered.store,
+                          registered.model_dir.parent / "server.log") as url:
+            yield url, registered
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def test_invocations_answer_labels_and_probabilities_like_the_python_api(served):
@@ -97,3 +57,34 @@ def test_an_empty_sentence_is_a_bad_request_with_a_message(served):
     url, _ = served
     status, body = post(url + "/invocations", {"inputs": ["Talks resume.", " "]})
     assert status == 400 and "empty" in json.dumps(body)
+
+
+BAD_BODIES = [
+    ({"inputs": [None]}, "sentence 1 is missing (null)"),
+    ({"inputs": [1]}, "sentence 1 is int 1, not a string"),
+    ({"inputs": [True]}, "sentence 1 is bool True, not a string"),
+    ({"inputs": [2.5, -1]}, "sentence 1 is float 2.5, not a string"),
+    ({"dataframe_split": {"columns": ["text"], "data": [["Talks resume."], [2.5]]}}, "sentence 2 is float 2.5, not a "
+                                                                                    "string"),
+    ({"dataframe_records": [{"text": "Talks resume."}, {"text": False}]}, "sentence 2 is bool False, not a string"),
+    ({"inputs": ["Talks resume.", None]}, "sentence 2 is missing (null)"),
+    ({"inputs": []}, "no texts to label"),
+    ({"inputs": [""]}, "sentence 1 is empty or only whitespace"),
+    ({"inputs": [["nested"]]}, "got a 2-dimensional array"),
+    ({"inputs": [{"text": "a dict"}]}, "sentence 1 is dict"),
+    ({"inputs": {"text": [7]}}, "sentence 1 is int 7, not a string"),
+    ({"inputs": {"sentence": ["x"]}}, "expected sentences: a 'text' column, a list of strings or {\"text\": [...]}"),
+    ({"dataframe_split": {"columns": ["text"], "data": [[None]]}}, "sentence 1 is missing (null)"),
+    ({"dataframe_split": {"columns": ["text"], "data": [[3.5]]}}, "sentence 1 is float 3.5, not a string"),
+    ({"dataframe_records": [{"text": "Talks resume."}, {"text": None}]}, "sentence 2 is missing (null)"),
+    ({"dataframe_split": {"columns": ["a", "b"], "data": [["x", "y"]]}}, "expected a 'text' column, got columns"),
+]
+
+
+@pytest.mark.parametrize("body, message", BAD_BODIES, ids=[json.dumps(b)[:40] for b, _ in BAD_BODIES])
+def test_anything_but_non_empty_strings_is_a_400_with_a_short_message_and_no_stack_trace(served, body, message):
+    url, _ = served
+    status, answer = post(url + "/invocations", body)
+    assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert message in answer["message"] and len(answer["message"]) < 400
+    assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)

@@ -6,13 +6,15 @@
 
 A source is a model directory written by `speechacts train` (or an MLflow model folder holding
 one), `runs:/RUN_ID/model`, `models:/NAME@ALIAS` or `models:/NAME/VERSION`. Where the store is a
-local SQLite file, the registry is read with sqlite3 (read-only), so labelling does not wait
-seconds for `import mlflow` and MLflow's store set-up; any other store, and any URI or schema
-that direct read does not know, goes through MLflow. A local model directory never imports mlflow.
+local SQLite file whose schema is one the tests pin (SCHEMA_VERSIONS), the registry is read with
+sqlite3 (read-only), so labelling does not wait seconds for `import mlflow` and MLflow's store
+set-up; any other store, schema or URI, and anything the direct read does not find, goes through
+MLflow, and each such fallback is logged. A local model directory never imports mlflow.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -36,6 +38,10 @@ MODEL_DIR_ARTIFACT = "model_dir"  # the name tracking.log_model gives the saved 
 HOW_TO_GET_ONE = ("train and register a model with `speechacts experiment experiments/default.yaml`, point "
                   "--tracking-uri (or MLFLOW_TRACKING_URI) at the store that has it, or pass --model MODEL_DIR")
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+# MLflow's alembic schema heads that the direct registry read was tested against (tests/test_api.py)
+SCHEMA_VERSIONS = frozenset({"dc11669786a5"})  # mlflow 3.17
+SQLITE_HEADER = b"SQLite format 3\x00"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,13 @@ class SpeechActClassifier:
         return f"SpeechActClassifier(family={self.family!r}, source={self.source!r})"
 
     def predict_proba(self, texts: list[str] | str) -> np.ndarray:
-        """(n, 5) probabilities, columns in LABELS order."""
-        return self.model.predict_proba(check_texts(texts))
+        """(n, 5) probabilities, columns in LABELS order; (0, 5) for no texts."""
+        texts = check_texts(texts)
+        if not texts:
+            import numpy as np
+
+            return np.zeros((0, len(LABELS)))
+        return self.model.predict_proba(texts)
 
     def predict(self, texts: list[str] | str) -> list[Prediction]:
         """Each text's label and the probability of every label; a single string is one sentence."""
@@ -98,8 +109,10 @@ def check_texts(texts: list[str] | str) -> list[str]:
     """A list of sentences, each with some text; refuses empty ones by their number."""
     texts = [texts] if isinstance(texts, str) else list(texts)
     for i, text in enumerate(texts, 1):
+        if text is None or (isinstance(text, float) and text != text):  # null, or pandas' NaN for it
+            raise DataError(f"sentence {i} is missing (null); give every sentence some text")
         if not isinstance(text, str):
-            raise DataError(f"sentence {i} is a {type(text).__name__}, not a string")
+            raise DataError(f"sentence {i} is {type(text).__name__} {str(text)[:40]}, not a string")
         if not text.strip():
             raise DataError(f"sentence {i} is empty or only whitespace; give every sentence some text")
     return texts
@@ -153,10 +166,25 @@ def registry_root(source: str, uri: str) -> Path:
     if db is not None:
         if not db.is_file():
             raise TrackingError(f"tracking store {uri} not found ({db.absolute()} does not exist); {HOW_TO_GET_ONE}")
+        check_sqlite_file(db, uri)
         root = sqlite_registry_root(db, source, uri)
         if root is not None:
             return root
     return mlflow_root(source, uri)
+
+
+def check_sqlite_file(db: Path, uri: str) -> None:
+    """Refuse a file that is not an SQLite database before sqlite3 or MLflow open it (a missing one is let be)."""
+    if not db.exists():
+        return
+    try:
+        with open(db, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise TrackingError(f"tracking store {uri}: cannot read {db} ({exc.strerror})") from None
+    if head and head != SQLITE_HEADER:
+        raise TrackingError(f"tracking store {uri}: {db} is not an SQLite database (it starts with {head[:8]!r}); "
+                            "point --tracking-uri (or MLFLOW_TRACKING_URI) at an MLflow store")
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -189,8 +217,9 @@ VERSION_SQL = """SELECT version, status, coalesce(nullif(storage_location, ''), 
 def sqlite_registry_root(db: Path, source: str, uri: str) -> Path | None:
     """Read models:/NAME@ALIAS or models:/NAME/VERSION straight from a local MLflow database.
 
-    Returns None (MLflow reads it instead) for what this does not cover: runs:/ URIs, @latest,
-    stage names, workspaces, an artifact location that is not a local folder, a schema it does not know.
+    Returns None (MLflow reads it instead, and the reason is logged) for what this does not cover:
+    runs:/ URIs, @latest, stage names, workspaces, an artifact location that is not a local folder,
+    a schema version the tests do not pin, a name, alias or version it does not find.
     """
     parsed = parse_models_uri(source)
     if parsed is None or os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true"):
@@ -200,14 +229,18 @@ def sqlite_registry_root(db: Path, source: str, uri: str) -> Path | None:
         return None
     try:
         with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
-            if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'model_versions'").fetchone() is None:
+            tables = {t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "model_versions" not in tables and "alembic_version" not in tables:
                 raise TrackingError(f"tracking store {uri} is empty: it has no model registry; {HOW_TO_GET_ONE}")
+            schema = schema_version(con) if "alembic_version" in tables else None
+            if schema not in SCHEMA_VERSIONS:
+                return fallback(source, f"its schema version {schema} is not one the direct read was tested on")
             row = con.execute(*(ALIAS_SQL, (name, alias)) if alias else (VERSION_SQL, (name, int(version))))
             row = row.fetchone()
-            if row is None:
-                raise ModelError(not_found(name, alias, version, uri, *sqlite_contents(con, name)))
-    except sqlite3.Error:
-        return None
+    except sqlite3.Error as exc:
+        return fallback(source, f"sqlite3: {exc}")
+    if row is None:
+        return fallback(source, "the direct read did not find it")
     found_version, status, location = row
     if status != "READY":
         raise ModelError(f"{source}: version {found_version} of {name!r} is {status}, not READY; wait for it or "
@@ -215,18 +248,20 @@ def sqlite_registry_root(db: Path, source: str, uri: str) -> Path | None:
     parsed_location = urlparse(location)
     if parsed_location.scheme == "file":
         return Path(unquote(parsed_location.path))
-    return Path(location) if not parsed_location.scheme else None
+    if not parsed_location.scheme:
+        return Path(location)
+    return fallback(source, f"its artifacts are at {parsed_location.scheme}:, not in a local folder")
 
 
-def sqlite_contents(con: sqlite3.Connection, name: str) -> tuple[list[str], dict[str, int], list[int]]:
-    """The registered model names, and the aliases and versions of one of them."""
-    names = [n for (n,) in con.execute("SELECT name FROM registered_models WHERE workspace = 'default'")]
-    aliases = dict(con.execute("SELECT alias, version FROM registered_model_aliases WHERE name = ? "
-                               "AND workspace = 'default'", (name,)).fetchall())
-    versions = [v for (v,) in con.execute("SELECT version FROM model_versions WHERE name = ? AND workspace = "
-                                          "'default' AND current_stage != 'Deleted_Internal' ORDER BY version",
-                                          (name,))]
-    return names, aliases, versions
+def schema_version(con: sqlite3.Connection) -> str | None:
+    row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def fallback(source: str, reason: str) -> None:
+    """Log why MLflow, not the direct read, resolves a source; returns None for the caller to pass on."""
+    log.info("asking MLflow for %s: %s", source, reason)
+    return None
 
 
 def not_found(name: str, alias: str | None, version: str | None, uri: str, names: list[str],
@@ -255,11 +290,37 @@ def mlflow_root(source: str, uri: str) -> Path:
         probe(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        target = logged_model_uri(client, source, uri) if source.startswith("runs:/") else source
+        target = logged_model_uri(client, source, uri) if source.startswith("runs:/") else version_uri(client, source)
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=target, tracking_uri=uri, registry_uri=uri))
     except MlflowException as exc:
         message = registry_diagnosis(client, source, uri)
         raise ModelError(message or f"{source} in tracking store {uri}: {str(exc).splitlines()[0]}") from None
+    except (ModelError, TrackingError):
+        raise
+    except Exception as exc:  # sqlalchemy, requests, the file system: say which, in one line
+        raise TrackingError(f"tracking store {uri} cannot be read ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200]})") from None
+
+
+def version_uri(client, source: str) -> str:
+    """Where the files of models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest are, asked of
+    this client's registry (download_artifacts alone may resolve models:/ in the process-wide registry)."""
+    parsed = parse_models_uri(source)
+    if parsed is None:
+        return source
+    name, alias, version = parsed
+    if alias and alias.lower() != "latest":
+        found = client.get_model_version_by_alias(name, alias)
+    elif version and version.isdigit():
+        found = client.get_model_version(name, version)
+    elif (alias or version).lower() == "latest":
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            return source  # MLflow's own error, and registry_diagnosis' message
+        found = max(versions, key=lambda v: int(v.version))
+    else:
+        return source  # a stage name: MLflow resolves it
+    return client.get_model_version_download_uri(name, found.version)
 
 
 def registry_diagnosis(client, source: str, uri: str) -> str | None:

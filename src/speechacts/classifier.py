@@ -8,7 +8,9 @@ hands the directory to the right family, so inference never asks which family it
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -79,13 +81,31 @@ class Classifier:
         return [LABELS[i] for i in proba.argmax(axis=1)]
 
     def save(self, path: str | Path, config: dict[str, Any] | None = None) -> Path:
+        """Write the model directory under a temporary name and rename it when complete, so a kill
+        leaves either no `path` or a whole one (and at worst a `.NAME.partial-PID` folder beside it)."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self._save(path)
-        (self.post_ or PostProcess()).save(path)
-        meta = {"format_version": FORMAT_VERSION, "family": self.family, "labels": list(LABELS),
-                "config": config or {}, "versions": package_versions()}
-        (path / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        config = dict(config or {})
+        if "model" not in config and getattr(self, "cfg", None) is not None:
+            config["model"] = self.cfg.model_dump(mode="json")  # what _load needs to rebuild the model
+        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        try:
+            self._save(partial)
+            (self.post_ or PostProcess()).save(partial)
+            meta = {"format_version": FORMAT_VERSION, "family": self.family, "labels": list(LABELS),
+                    "config": config, "versions": package_versions()}
+            (partial / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            partial.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            partial.rename(path)
         return path
 
     def _save(self, path: Path) -> None:
@@ -107,13 +127,39 @@ def read_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{meta_path}: unreadable model metadata: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_path}: expected a JSON object with format_version, family, labels and config, "
+                         f"got a {type(meta).__name__}; the file is damaged, retrain the model")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{path}: saved with model format {meta.get('format_version')!r} by speechacts "
                          f"{meta.get('versions', {}).get('speechacts', '?')}; this speechacts reads format "
                          f"{FORMAT_VERSION}: retrain it or install the version that saved it")
     if tuple(meta.get("labels", ())) != LABELS:
         raise ModelError(f"{path}: saved with labels {meta.get('labels')}, this speechacts uses {list(LABELS)}")
+    if meta.get("family") not in ("baseline", "transformer", "embeddings"):
+        got = f"family {meta['family']!r}" if "family" in meta else "no family"
+        raise ModelError(f"{meta_path}: {got}; expected baseline, transformer or embeddings. The file is damaged "
+                         "or was not written by `speechacts train`")
+    if not isinstance(meta.get("config", {}), dict):
+        raise ModelError(f"{meta_path}: config must be an object, got {type(meta['config']).__name__}")
     return meta
+
+
+def saved_model_config(path: Path, meta: dict[str, Any], schema):
+    """The validated model section a saved model was made with (what transformer and embeddings need)."""
+    from pydantic import ValidationError
+
+    section = meta.get("config", {}).get("model")
+    if not isinstance(section, dict):
+        raise ModelError(f"{path / META_FILE}: no model config (config.model), which the {meta['family']} family "
+                         "needs to load; the file is damaged or was not written by `speechacts train`")
+    try:
+        return schema.model_validate(section)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in ("config", "model", *first["loc"]))
+        raise ModelError(f"{path / META_FILE}: {key}: {first['msg']}; the file is damaged or was written by "
+                         "another speechacts version") from None
 
 
 def family_class(family: str) -> type[Classifier]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
-from speechacts.errors import SpeechactsError
+from speechacts.errors import SpeechactsError, Terminated
 
 DEFAULT_RECIPE = Path("configs/baseline.yaml")
 DEFAULT_EXPERIMENT = Path("experiments/default.yaml")
@@ -262,6 +265,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def stop_on_signals():
+    """While a command runs, SIGTERM (kill, CI timeouts, container stop) and SIGHUP unwind like Ctrl-C,
+    so open runs end KILLED; the previous handlers come back after."""
+    def stop(signum, frame):
+        signal.signal(signum, signal.SIG_IGN)  # once: let the unwinding finish
+        raise Terminated(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class NoteFormatter(logging.Formatter):
+    """speechacts' log lines as `note: ...` or `warning: ...` on standard error, like its other messages."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{'note' if record.levelno < logging.WARNING else 'warning'}: {record.getMessage()}"
+
+
+def show_notes() -> None:
+    """Warnings of the speechacts loggers on standard error; notes too with SPEECHACTS_LOG=info."""
+    import os
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(NoteFormatter())
+    logger = logging.getLogger("speechacts")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO if os.environ.get("SPEECHACTS_LOG", "").lower() == "info" else logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -269,14 +306,19 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra  # overrides after an option: `curve RECIPE --points 3 model.C=3`
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    show_notes()
     try:
-        return args.func(args)
+        with stop_on_signals():
+            return args.func(args)
     except SpeechactsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"terminated by {exc.name}", file=sys.stderr)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":

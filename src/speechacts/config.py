@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from speechacts.errors import ConfigError
 
@@ -15,19 +15,24 @@ PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 
 
 class Strict(BaseModel):
-    """A config section: unknown keys and wrong types are refused."""
+    """A config section: unknown keys and wrong types are refused; a number or a boolean written as a
+    string ("5", "yes") is a wrong type. Only paths and pairs are converted (from strings, from lists)."""
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+AnyPath = Annotated[Path, Field(strict=False)]  # YAML gives paths as strings
+IntPair = Annotated[tuple[StrictInt, StrictInt], Field(strict=False)]  # and pairs as lists
 
 
 class DataConfig(Strict):
-    train: list[Path] = [Path("data/authored.csv"), Path("data/contrast.csv")]  # isolated sentences
-    test: list[Path] = [Path("data/seed_labels.csv")]
-    seeds_dir: Path = Path("seeds")
-    excluded: Path = Path("data/seed_excluded.csv")
-    articles_dir: Path | None = Path("data/articles")  # authored articles (trained on); null: none
-    sources_dir: Path = Path("data/sources")  # fingerprints of the sources the articles draw on
-    second_reading_dir: Path | None = Path("data/second_reading")  # blind second labels; checked where present
+    train: list[AnyPath] = [Path("data/authored.csv"), Path("data/contrast.csv")]  # isolated sentences
+    test: list[AnyPath] = [Path("data/seed_labels.csv")]
+    seeds_dir: AnyPath = Path("seeds")
+    excluded: AnyPath = Path("data/seed_excluded.csv")
+    articles_dir: AnyPath | None = Path("data/articles")  # authored articles (trained on); null: none
+    sources_dir: AnyPath = Path("data/sources")  # fingerprints of the sources the articles draw on
+    second_reading_dir: AnyPath | None = Path("data/second_reading")  # blind second labels; checked where present
     topics: list[str] | None = None  # keep only these topics of the training rows
     include_hard: bool = True
 
@@ -49,8 +54,8 @@ class ModelCommon(Strict):
 
 class BaselineModel(ModelCommon):
     family: Literal["baseline"] = "baseline"
-    word_ngram_range: tuple[int, int] = (1, 2)
-    char_ngram_range: tuple[int, int] = (2, 5)
+    word_ngram_range: IntPair = (1, 2)
+    char_ngram_range: IntPair = (2, 5)
     hash_bits: int = Field(16, ge=10, le=22)  # 2**bits hashed features per analyzer
     sublinear_tf: bool = True
     C: float = Field(10.0, gt=0)
@@ -81,7 +86,7 @@ class TransformerModel(ModelCommon):
     group_by_length: bool = True  # batches of similar length: less padding computed
     predict_batch_size: int = Field(64, ge=1)
     save_checkpoints: bool = False  # True keeps per-epoch checkpoints (with optimizer state) in checkpoint_dir
-    checkpoint_dir: Path = Path("outputs/checkpoints")
+    checkpoint_dir: AnyPath = Path("outputs/checkpoints")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -114,7 +119,7 @@ class Config(Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     model: ModelConfig
     tracking: TrackingConfig = TrackingConfig()
-    output_dir: Path = Path("outputs")
+    output_dir: AnyPath = Path("outputs")
 
     def flat(self) -> dict[str, Any]:
         """The config as {dotted.key: value}, for MLflow params."""
@@ -156,7 +161,12 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r}: expected dotted.key=value, e.g. training.epochs=3")
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem}); quote it to give a "
+                              f"string, e.g. {key}='{raw}'") from None
         node = tree
         *parents, leaf = key.split(".")
         for part in parents:
@@ -173,8 +183,6 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     tree = apply_overrides(read_yaml(path), list(overrides))
     tree.setdefault("name", path.stem)
-    if isinstance(tree.get("model"), dict):
-        tree["model"].setdefault("family", "baseline")
     return validate(tree, origin=str(path) + (f" (overrides: {' '.join(overrides)})" if overrides else ""))
 
 
@@ -197,6 +205,8 @@ def describe(err: dict[str, Any]) -> str:
         return f"{key}: unknown key"
     if kind == "missing":
         return f"{key}: missing required key"
+    if kind == "union_tag_not_found":
+        return f"{key}.family: missing required key; expected one of {', '.join(FAMILIES)}"
     if kind == "union_tag_invalid":
         return f"{key}.family: unknown family {err['input'].get('family')!r}; expected one of {', '.join(FAMILIES)}"
     if kind == "model_attributes_type":

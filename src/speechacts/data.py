@@ -123,6 +123,12 @@ def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = 
         raise DataError(f"{path}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(required + optional)}")
     rows = []
     for record in reader:
+        spanned = sum(value.count("\n") for value in record.values() if isinstance(value, str))
+        if spanned:  # a field that runs over lines: a quote opened and never closed on its line
+            start = reader.line_num - spanned
+            raise DataError(f"{path} line {start}: a quote (\") opened on this line is not closed on it, so the "
+                            f"field runs on to line {reader.line_num}; close it, or write a quote inside a field "
+                            "as two (\"\")")
         if None in record:
             raise DataError(f"{path} line {reader.line_num}: more fields than the header has columns")
         record = {key: (value or "").strip() for key, value in record.items()}
@@ -143,7 +149,11 @@ def read_label_file(path: str | Path) -> tuple[list[Row], list[str]]:
     """Rows of one label file, and the problems found in single rows."""
     path = Path(path)
     rows, problems = [], []
-    for rec in read_csv(path, LABEL_COLUMNS, OPTIONAL_COLUMNS):
+    records = read_csv(path, LABEL_COLUMNS, OPTIONAL_COLUMNS)
+    if not records:
+        problems.append(f"{path}: no rows under the header; a label file needs at least one labelled sentence "
+                        "(remove it from data.* in the config if it is not needed)")
+    for rec in records:
         where = f"{path} line {rec['_line']} (id {rec['id'] or '?'})"
         if not rec["id"]:
             problems.append(f"{path} line {rec['_line']}: missing id")

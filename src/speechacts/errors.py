@@ -19,3 +19,14 @@ class ModelError(SpeechactsError):
 
 class TrackingError(SpeechactsError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM, SIGHUP); unwinds like KeyboardInterrupt, closing runs."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)

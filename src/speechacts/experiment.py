@@ -10,13 +10,13 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError
 
-from speechacts.config import Config, ConfigError, Strict, describe, load_config, read_yaml
+from speechacts.config import AnyPath, Config, ConfigError, Strict, describe, load_config, read_yaml
 
 CHAMPION = "champion"
 
 
 class RunSpec(Strict):
-    recipe: Path
+    recipe: AnyPath
     name: str | None = None  # default: the recipe's name
     overrides: list[str] = []
 

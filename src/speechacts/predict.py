@@ -4,19 +4,26 @@ On a terminal it prints a table; with --format jsonl, or into any pipe, one JSON
 sentence with `text`, `label` and `scores` (label -> probability), and for an article's
 sentences their `position` and `kind`. Warnings, such as a sentence truncated to the model's
 maximum length, go to standard error as one line each.
+
+With --lines, the sentences are read, labelled and written BATCH_SIZE at a time, so memory stays
+flat however long the input, and output starts with the first batch; on a terminal, standard
+error shows a progress bar.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
 import sys
 import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING, TextIO
 
 from speechacts.api import check_texts, load_classifier
 from speechacts.errors import DataError
@@ -26,24 +33,30 @@ if TYPE_CHECKING:
     from speechacts.api import Prediction
 
 STDIN = "-"
+BATCH_SIZE = 1000  # sentences labelled and written at a time with --lines
 
 
 @dataclass(frozen=True)
 class Request:
-    """What to label: loose sentences, or the text of one article."""
+    """What to label: loose sentences, sentences one per line as they are read, or one article."""
 
     sentences: list[str] | None = None
     article: str | None = None
     name: str = "article"
+    lines: Iterator[str] | None = None
 
 
 def main(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = one_line_warning
         request = read_request(args.sentences, args.file, args.lines, sys.stdin)
-        predictions = run(request, args.model, args.tracking_uri)
+        fmt = args.format or ("table" if sys.stdout.isatty() else "jsonl")
         try:
-            write(predictions, args.format or ("table" if sys.stdout.isatty() else "jsonl"), sys.stdout)
+            if request.lines is not None:
+                classifier = load_classifier(args.model, args.tracking_uri)
+                stream(classifier, request.lines, fmt, sys.stdout, progress=sys.stderr.isatty())
+            else:
+                write(run(request, args.model, args.tracking_uri), fmt, sys.stdout)
         except BrokenPipeError:  # the reader (`| head`) stopped reading: not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
@@ -55,8 +68,36 @@ def run(request: Request, model: str | None = None, tracking_uri: str | None = N
         report_left_out(request)
     classifier = load_classifier(model, tracking_uri)
     if request.article is None:
-        return classifier.predict(request.sentences)
+        return classifier.predict(request.sentences if request.lines is None else list(request.lines))
     return classifier.predict_article(request.article, request.name)
+
+
+def stream(classifier, lines: Iterable[str], fmt: str, out: TextIO, progress: bool = False) -> int:
+    """Label lines BATCH_SIZE at a time, writing each batch as soon as it is labelled; returns the count."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" sentences", file=sys.stderr, dynamic_ncols=True, leave=False)
+    done, lines = 0, iter(lines)
+    while True:
+        batch, error = [], None
+        try:
+            batch.extend(itertools.islice(lines, BATCH_SIZE))
+        except DataError as exc:  # a bad line: label the ones read before it, then say so
+            error = exc
+        if batch:
+            write(classifier.predict(batch), fmt, out, start=done)
+            done += len(batch)
+            if bar is not None:
+                bar.update(len(batch))
+        if error is not None or len(batch) < BATCH_SIZE:
+            break
+    if bar is not None:
+        bar.close()
+    if error is not None:
+        raise error
+    return done
 
 
 def read_request(sentences: list[str], file: str | None, lines: bool, stdin: TextIO) -> Request:
@@ -70,16 +111,39 @@ def read_request(sentences: list[str], file: str | None, lines: bool, stdin: Tex
     if file is None and stdin.isatty():
         raise DataError("nothing to label: give sentences as arguments, --file PATH, or pipe text to standard input")
     if file is None or file == STDIN:
-        where, name, raw = "standard input", "stdin", stdin.buffer.read()
+        where, name, binary = "standard input", "stdin", stdin.buffer
     else:
         path = Path(file)
         if not path.is_file():
             raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: is not a file")
-        where, name, raw = str(path), path.stem, path.read_bytes()
-    text = decode(raw, where)
+        where, name, binary = str(path), path.stem, open(path, "rb")
     if lines:
-        return Request(sentences=[line.strip() for line in text.splitlines() if line.strip()])
-    return Request(article=text, name=name)
+        sentences = read_lines(binary, where, close=binary is not stdin.buffer)
+        first = next(sentences, None)
+        if first is None:
+            raise DataError(f"{where}: empty, nothing to label")
+        return Request(lines=itertools.chain([first], sentences))
+    try:
+        return Request(article=decode(binary.read(), where), name=name)
+    finally:
+        if binary is not stdin.buffer:
+            binary.close()
+
+
+def read_lines(binary: IO[bytes], where: str, close: bool = False) -> Iterator[str]:
+    """The non-blank lines of a UTF-8 byte stream, stripped, read as they come; a bad byte is a
+    DataError naming its line (`stream` labels the lines before it first)."""
+    offset = 0
+    with binary if close else nullcontext():
+        for number, raw in enumerate(binary, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where} line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+                                f"{offset + exc.start}); save it as UTF-8") from None
+            offset += len(raw)
+            if line.strip():
+                yield line.strip()
 
 
 def decode(raw: bytes, where: str) -> str:
@@ -109,23 +173,24 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
     print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
-def write(predictions: list[Prediction], fmt: str, out: TextIO) -> None:
+def write(predictions: list[Prediction], fmt: str, out: TextIO, start: int = 0) -> None:
+    """Predictions as JSON lines, or as table rows numbered from start + 1 (with the head when start is 0)."""
     if fmt == "jsonl":
         for p in predictions:
             record = p.to_dict()
             record["scores"] = {label: round(value, 6) for label, value in record["scores"].items()}
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    else:
-        out.write(table(predictions, shutil.get_terminal_size((120, 24)).columns) + "\n")
+    elif predictions or not start:
+        out.write(table(predictions, shutil.get_terminal_size((120, 24)).columns, start) + "\n")
     out.flush()
 
 
-def table(predictions: list[Prediction], width: int) -> str:
+def table(predictions: list[Prediction], width: int, start: int = 0) -> str:
     """#, label, every label's probability, and the text cut to the terminal's width."""
     head = f"{'#':>4}  {'label':<11}" + "".join(f"{label[:6]:>7}" for label in LABELS) + "  text"
-    lines = [head, "-" * min(width, len(head) + 40)]
+    lines = [head, "-" * min(width, len(head) + 40)] if not start else []
     room = max(20, width - len(head) + len("text"))
-    for i, p in enumerate(predictions, 1):
+    for i, p in enumerate(predictions, start + 1):
         text = p.text if len(p.text) <= room else p.text[:room - 1] + "…"
         lines.append(f"{p.position or i:>4}  {p.label:<11}" + "".join(f"{p.scores[label]:>7.2f}" for label in LABELS)
                      + f"  {text}")

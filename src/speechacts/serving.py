@@ -1,18 +1,28 @@
 """The MLflow pyfunc model (models-from-code): any speechacts classifier behind one predict.
 
-Input: a DataFrame with a `text` column (or a list of strings). Output: a DataFrame with
-`label` and one probability column per label, the same for every model family.
+Input: a DataFrame with a `text` column, a list of strings, or {"text": [...]}. Output: a
+DataFrame with `label` and one probability column per label, the same for every family.
+
+The logged signature describes the output only. With an input schema of strings, MLflow's server
+turns `{"inputs": [null, 1, true]}` into the texts "None", "1" and "True" before the model sees
+them; without one, the values arrive as sent and `inference.as_texts` refuses anything that is
+not a non-empty string. Every refusal is an MlflowException, which the server answers with status
+400 and a message, never a stack trace (it adds one only to other exceptions).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 # predict takes a DataFrame, a list or a dict (see inference.as_texts), so no type hints
 warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+log = logging.getLogger("speechacts.serving")
 
 
 class SpeechactsModel(PythonModel):
@@ -22,10 +32,19 @@ class SpeechactsModel(PythonModel):
         self.model = load_model(context.artifacts["model_dir"])
 
     def predict(self, context, model_input, params=None):
+        from speechacts.errors import SpeechactsError
         from speechacts.inference import as_texts, proba_frame
 
-        texts = as_texts(model_input)
-        return proba_frame(self.model.predict_proba(texts))
+        try:
+            texts = as_texts(model_input)
+        except SpeechactsError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+        try:
+            return proba_frame(self.model.predict_proba(texts))
+        except Exception as exc:  # the trace goes to the server's log, not to the client
+            log.exception("predict failed")
+            raise MlflowException(f"the model failed on this input ({type(exc).__name__}); the server log has "
+                                  "the details", error_code=INTERNAL_ERROR) from None
 
 
 mlflow.models.set_model(SpeechactsModel())

@@ -4,30 +4,42 @@ Layout of one training job: a parent run (params = flattened resolved config; ta
 recipe, git commit, package versions; metrics = aggregates `cv_<metric>` with `_ci_low` and
 `_ci_high`, `seed_<metric>` for the real-text check, `ref_*` for the references) and one
 child run per fold with the same metric names, unprefixed.
+
+Every run also records the process that owns it (tags `process.host`, `process.pid`,
+`process.started`) and ends with a true status: FINISHED; FAILED with the error as tag
+`end_reason`; KILLED with the signal as `end_reason`. Runs whose process died without closing
+them (SIGKILL, a crash of the interpreter) are marked KILLED by the next command that opens the
+store. A local SQLite store's schema is created once, under a file lock beside the database.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import subprocess
 import tempfile
 import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from speechacts.api import check_sqlite_file, sqlite_file
 from speechacts.config import TrackingConfig
-from speechacts.errors import TrackingError
+from speechacts.errors import Terminated, TrackingError
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 PACKAGE_DIR = Path(__file__).resolve().parent
 SERVING_CODE = PACKAGE_DIR / "serving.py"
+HOST_TAG, PID_TAG, STARTED_TAG, END_REASON_TAG = "process.host", "process.pid", "process.started", "end_reason"
+LOCK_TIMEOUT_S = 300  # creating the schema takes seconds; a lock held longer is stuck
+log = logging.getLogger(__name__)
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -40,26 +52,103 @@ def tracking_uri(cfg: TrackingConfig) -> str:
 
 
 def connect(cfg: TrackingConfig) -> str:
-    """Point MLflow at the store and select the experiment; refuse an unusable store clearly."""
+    """Point MLflow at the store (set up once, under a lock), close the runs of dead processes,
+    select the experiment; refuse an unusable store clearly."""
     uri = tracking_uri(cfg)
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
+    db = sqlite_file(uri)
+    if db is not None:
+        folder = db.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise TrackingError(f"tracking store {uri}: folder {folder} is missing or not writable; set "
                                 "tracking.uri (or MLFLOW_TRACKING_URI) to a writable sqlite:/// path or a server")
+        check_sqlite_file(db, uri)
     if uri.startswith(("http://", "https://")):
         probe(uri)
     mlflow.set_tracking_uri(uri)
     try:
-        if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(cfg.experiment) is None:
-            # artifacts beside the database, not in whatever folder the job runs from
-            root = Path(uri.removeprefix("sqlite:///")).parent / "mlruns"
-            mlflow.create_experiment(cfg.experiment, artifact_location=root.resolve().as_uri() + "/" + cfg.experiment)
+        with store_lock(db):
+            client = mlflow.MlflowClient(uri)
+            client.search_experiments(max_results=1)  # MLflow creates or upgrades the schema here
+            if db is not None and client.get_experiment_by_name(cfg.experiment) is None:
+                # artifacts beside the database, not in whatever folder the job runs from
+                root = (folder / "mlruns").resolve().as_uri()
+                client.create_experiment(cfg.experiment, artifact_location=f"{root}/{cfg.experiment}")
+        end_dead_runs(client)
         experiment = mlflow.set_experiment(cfg.experiment)
-    except (MlflowException, OSError, Exception) as exc:  # a server that is down raises from requests
+    except TrackingError:
+        raise
+    except Exception as exc:  # a server that is down raises from requests, a bad file from sqlalchemy
         raise TrackingError(f"tracking store {uri} is unreachable or not writable: "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
     return experiment.experiment_id
+
+
+def store_lock(db: Path | None):
+    """A lock on a file beside a local database, held while its schema is created: N processes that
+    open a new store at once would otherwise all run MLflow's migrations, and all but one fail."""
+    if db is None:
+        return nullcontext()
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S)
+
+    @contextmanager
+    def held():
+        try:
+            lock.acquire()
+        except Timeout:
+            raise TrackingError(f"{db}.lock: another process has held the store's set-up lock for "
+                                f"{LOCK_TIMEOUT_S} s; if none is running, delete the lock file") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    return held()
+
+
+def process_tags() -> dict[str, str]:
+    """The host, pid and start time of this process: what tells a live run from a dead one."""
+    import psutil
+
+    me = psutil.Process()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(me.pid), STARTED_TAG: f"{me.create_time():.2f}"}
+
+
+def process_alive(pid: int, started: str | None) -> bool:
+    """Whether the process that started a run still runs (the same pid with the same start time)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(process.create_time() - float(started)) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.Error, ValueError):
+        return True  # cannot tell: leave the run alone
+
+
+def end_dead_runs(client) -> list[str]:
+    """Mark KILLED the runs this host's processes left RUNNING when they died; returns their ids."""
+    host = socket.gethostname()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    query = f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'"
+    ended = []
+    for found in client.search_runs(experiments, filter_string=query, max_results=10_000):
+        tags = found.data.tags
+        pid = tags.get(PID_TAG, "")
+        if not pid.isdigit() or process_alive(int(pid), tags.get(STARTED_TAG)):
+            continue
+        reason = f"process {pid} on {host} ended without closing the run (killed, or it crashed)"
+        client.set_tag(found.info.run_id, END_REASON_TAG, reason)
+        client.set_terminated(found.info.run_id, status="KILLED")
+        log.warning("marked run %s (%s) KILLED: %s", found.info.run_id, found.info.run_name, reason)
+        ended.append(found.info.run_id)
+    return ended
 
 
 def probe(uri: str, timeout: float = 5.0) -> None:
@@ -85,9 +174,31 @@ def git_commit() -> str:
 
 @contextmanager
 def run(name: str, tags: dict[str, str] | None = None, nested: bool = False) -> Iterator[str]:
-    """A run that ends FINISHED, or FAILED when the body raises; yields the run id."""
-    with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active:
+    """A run that ends FINISHED; KILLED on SIGINT, SIGTERM or SIGHUP; FAILED when the body raises;
+    the reason is the tag `end_reason`. Yields the run id."""
+    active = mlflow.start_run(run_name=name, nested=nested, tags={**process_tags(), **(tags or {})})
+    try:
         yield active.info.run_id
+    except BaseException as exc:
+        status, reason = how_it_ended(exc)
+        try:
+            mlflow.set_tag(END_REASON_TAG, reason)
+            mlflow.end_run(status)
+        except Exception as store_error:  # the store may be what failed; the next command closes the run
+            log.warning("could not mark run %s %s (%s: %s); the next command that opens the store will",
+                        active.info.run_id, status, type(store_error).__name__, store_error)
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def how_it_ended(exc: BaseException) -> tuple[str, str]:
+    """The status and `end_reason` of a run whose body raised exc."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED", "SIGINT: interrupted"
+    if isinstance(exc, Terminated):
+        return "KILLED", f"{exc.name}: the process was asked to stop"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return "FAILED", f"{type(exc).__name__}: {first}"[:500]
 
 
 def log_params(params: dict[str, Any]) -> None:
@@ -142,8 +253,12 @@ def pip_requirements() -> list[str]:
     return reqs + ["pysbd", "pydantic>=2", "pyyaml", "pandas", "safetensors"]
 
 
-def log_model(model_dir: Path, input_example, signature, registered_model: str | None) -> Any:
-    """Log a saved classifier directory as a pyfunc model (code included), optionally registered."""
+def log_model(model_dir: Path, input_example, output_example, registered_model: str | None) -> Any:
+    """Log a saved classifier directory as a pyfunc model (code included), optionally registered. The
+    signature has outputs only: serving.py says why, and checks the inputs itself."""
+    from mlflow.models import ModelSignature, infer_signature
+
+    signature = ModelSignature(inputs=None, outputs=infer_signature(output_example).inputs)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*type hints.*")
@@ -160,9 +275,28 @@ def set_alias(registered_model: str, alias: str, version: str | int) -> None:
 
 
 def use_store(uri: str | None) -> str:
-    """Point MLflow at a store for reading; returns the URI used."""
+    """Point MLflow at an existing store for reading (never creating one), close the runs of dead
+    processes; returns the URI used."""
     uri = resolve_uri(uri)
+    db = sqlite_file(uri)
+    if db is not None:
+        if not db.is_file():
+            raise TrackingError(f"tracking store {uri} not found ({db.absolute()} does not exist); train "
+                                "something first (`make run`) or pass --tracking-uri of an existing store")
+        check_sqlite_file(db, uri)
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            has_runs = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
+        if not has_runs:
+            raise TrackingError(f"tracking store {uri} is not an MLflow store (it has no runs table); train "
+                                "something first (`make run`) or pass --tracking-uri of an existing store")
     mlflow.set_tracking_uri(uri)
+    try:
+        end_dead_runs(mlflow.MlflowClient(uri))
+    except MlflowException as exc:
+        raise TrackingError(f"tracking store {uri}: {str(exc).splitlines()[0]}") from None
     return uri
 
 

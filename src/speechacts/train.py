@@ -210,7 +210,6 @@ def log_article_reports(cfg: Config, model) -> None:
 def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
     """Train, evaluate, log and register one recipe."""
     import pandas as pd
-    from mlflow.models import infer_signature
 
     from speechacts.inference import proba_frame
 
@@ -275,9 +274,8 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
         # save and register
         model_dir = model.save(Path(cfg.output_dir) / run_id / "model", config=cfg.model_dump(mode="json"))
         example = pd.DataFrame({"text": texts[:3]})
-        signature = infer_signature(example, proba_frame(model.predict_proba(texts[:3])))
         registered = cfg.tracking.registered_model
-        info = tracking.log_model(model_dir, example, signature, registered)
+        info = tracking.log_model(model_dir, example, proba_frame(model.predict_proba(texts[:3])), registered)
         seconds = time.perf_counter() - started
         tracking.log_metrics({"train_seconds": seconds})
     version = str(info.registered_model_version) if registered and info.registered_model_version else None

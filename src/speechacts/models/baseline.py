@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from zipfile import ZIP_DEFLATED
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
@@ -16,6 +15,7 @@ from speechacts.classifier import Classifier
 from speechacts.config import BaselineModel
 from speechacts.errors import ModelError
 from speechacts.labels import LABELS
+from speechacts.models import safe_skops
 
 MODEL_FILE = "pipeline.skops"
 
@@ -80,28 +80,10 @@ class BaselineClassifier(Classifier):
         return aligned_proba(proba, list(self.pipeline_.classes_))
 
     def _save(self, path: Path) -> None:
-        import skops.io as sio
-
-        sio.dump(self.pipeline_, path / MODEL_FILE, compression=ZIP_DEFLATED)
+        safe_skops.dump(self.pipeline_, path / MODEL_FILE)
 
     @classmethod
     def _load(cls, path: Path, meta: dict[str, Any]) -> BaselineClassifier:
         cfg = BaselineModel(**meta["config"]["model"]) if meta.get("config", {}).get("model") else None
-        return cls(cfg, pipeline=load_skops(path / MODEL_FILE, meta))
+        return cls(cfg, pipeline=safe_skops.load(path / MODEL_FILE, meta))
 
-
-def load_skops(file: Path, meta: dict[str, Any]):
-    """Load a skops file, trusting only scikit-learn, numpy and scipy types."""
-    import skops.io as sio
-
-    try:
-        untrusted = sio.get_untrusted_types(file=file)
-        unexpected = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
-        if unexpected:
-            raise ModelError(f"{file}: refuses to load unexpected types {unexpected}")
-        return sio.load(file, trusted=untrusted)
-    except ModelError:
-        raise
-    except Exception as exc:  # skops raises many kinds for a file from another version
-        raise ModelError(f"{file}: cannot load ({type(exc).__name__}: {exc}); it was saved with scikit-learn "
-                         f"{meta.get('versions', {}).get('scikit-learn', '?')}: retrain it") from None

@@ -78,9 +78,24 @@ def length_batches(tokenizer, texts: list[str], batch_size: int, max_length: int
         yield index, batch
 
 
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "model.ckpt.index",
+                   "flax_model.msgpack")
+
+
 def load_pretrained(path: str, loader, **kwargs):
-    """from_pretrained with a clear error for a missing or unreadable model."""
+    """from_pretrained with a clear error for a missing or unreadable model; no code from the model runs."""
     try:
-        return loader.from_pretrained(path, **kwargs)
+        return loader.from_pretrained(path, trust_remote_code=False, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load pretrained model {path!r}: {str(exc).splitlines()[0]}") from None
+
+
+def load_weights(path: str, loader, **kwargs):
+    """A model's weights, from safetensors only: pickled weights (pytorch_model.bin) can run code when loaded."""
+    folder = Path(path)
+    if folder.is_dir() and not any(folder.glob("model*.safetensors*")):
+        pickled = [name for name in PICKLED_WEIGHTS if (folder / name).exists()]
+        found = f"it holds {', '.join(pickled)}, which" if pickled else "it has none; other formats"
+        raise ModelError(f"{path}: no model.safetensors; {found} speechacts does not load, since unpickling can "
+                         "run code: save the weights with safe_serialization=True or retrain")
+    return load_pretrained(path, loader, use_safetensors=True, **kwargs)

@@ -16,6 +16,7 @@ from speechacts.models.hf import (
     at_limit,
     length_batches,
     load_pretrained,
+    load_weights,
     pick_device,
     quiet,
     resolve_pretrained,
@@ -89,7 +90,7 @@ class TransformerClassifier(Classifier):
         set_seed(self.seed)
         path = resolve_pretrained(cfg.pretrained)
         tokenizer = load_pretrained(path, AutoTokenizer)
-        model = load_pretrained(path, AutoModelForSequenceClassification, num_labels=len(LABELS),
+        model = load_weights(path, AutoModelForSequenceClassification, num_labels=len(LABELS),
                                 id2label=ID2LABEL, label2id=LABEL2ID, ignore_mismatched_sizes=True)
         if cfg.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad = False
@@ -169,10 +170,14 @@ class TransformerClassifier(Classifier):
     def _load(cls, path: Path, meta: dict[str, Any]) -> TransformerClassifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from speechacts.classifier import saved_model_config
+
         quiet()
-        cfg = TransformerModel(**meta["config"]["model"])
+        cfg = saved_model_config(path, meta, TransformerModel)
         weights = str(path / WEIGHTS_DIR)
-        model = load_pretrained(weights, AutoModelForSequenceClassification).eval()
+        if not Path(weights).is_dir():
+            raise ModelError(f"{weights}: missing; the model directory is incomplete, retrain it")
+        model = load_weights(weights, AutoModelForSequenceClassification).eval()
         if model.config.id2label != ID2LABEL:
             raise ModelError(f"{weights}: id2label {model.config.id2label} differs from this speechacts' {ID2LABEL}")
         return cls(cfg, model=model, tokenizer=load_pretrained(weights, AutoTokenizer))

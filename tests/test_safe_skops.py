@@ -1,0 +1,69 @@
+"""Model files load only the exact types the project's pipelines hold; nothing in a file runs."""
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from conftest import SENTENCES, crafted_model, tiny_model
+from speechacts import load_classifier
+from speechacts.cli import main
+from speechacts.errors import ModelError
+from speechacts.models import safe_skops
+
+
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory):
+    model, config = tiny_model("baseline")
+    return model.save(tmp_path_factory.mktemp("baseline") / "model", config=config)
+
+
+def test_the_allow_list_is_exactly_what_the_baseline_pipeline_holds(baseline_dir):
+    assert safe_skops.types_in(safe_skops.read_schema(baseline_dir / "pipeline.skops")) == safe_skops.ALLOWED
+
+
+def test_a_crafted_pipeline_is_refused_by_name_and_runs_nothing(baseline_dir, tmp_path, capsys):
+    marker = tmp_path / "MARKER"
+    evil = crafted_model(baseline_dir, tmp_path / "evil", marker)
+    with pytest.raises(ModelError) as err:
+        load_classifier(evil).predict(SENTENCES)
+    message = str(err.value)
+    assert "\n" not in message
+    assert ("pipeline.skops: refused to load type(s) numpy.full_like, numpy.object_, numpy.take and 2 more: "
+            "speechacts models never hold them") in message
+    assert safe_skops.refused_types(evil / "pipeline.skops") == [
+        "numpy.full_like", "numpy.object_", "numpy.take", "numpy.testing._private.utils.runstring",
+        "sklearn.preprocessing._function_transformer.FunctionTransformer"]
+    assert main(["predict", "--model", str(evil), "Talks resume."]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {evil / 'pipeline.skops'}: refused to load type(s)")
+    assert not marker.exists()
+
+
+def test_the_loader_imports_nothing_the_file_names(baseline_dir, tmp_path):
+    """A type from a module that does not exist would fail at import; refusal comes first."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    with zipfile.ZipFile(baseline_dir / "pipeline.skops") as src, zipfile.ZipFile(evil / "pipeline.skops", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "schema.json":
+                schema = json.loads(data)
+                schema["__module__"], schema["__class__"] = "speechacts_attack_module", "Boom"
+                data = json.dumps(schema).encode()
+            dst.writestr(item, data)
+    script = (f"import sys; from speechacts.models import safe_skops; from pathlib import Path\n"
+              f"print(safe_skops.refused_types(Path({str(evil / 'pipeline.skops')!r})))\n"
+              "print('speechacts_attack_module' in sys.modules, 'skops.io' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines() == ["['speechacts_attack_module.Boom']", "False False"], out.stderr
+
+
+def test_saving_a_model_with_a_type_off_the_list_is_refused(tmp_path):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    with pytest.raises(ModelError, match=r"holds types speechacts does not load \(.*FunctionTransformer\)"):
+        safe_skops.dump(Pipeline([("f", FunctionTransformer())]), tmp_path / "x.skops")
+    assert not (tmp_path / "x.skops").exists()
