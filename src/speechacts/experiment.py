@@ -56,7 +56,7 @@ def configs(spec: ExperimentSpec, overrides: list[str]) -> list[Config]:
 
 def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
     """Train every recipe of the experiment, alias the best registered model, print the comparison."""
-    from speechacts import compare, tracking, train
+    from speechacts import compare, distributed, tracking, train
 
     spec = load_spec(path)
     cfgs = configs(spec, list(overrides))
@@ -65,6 +65,8 @@ def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
     for i, cfg in enumerate(cfgs, 1):
         print(f"\n[{i}/{len(cfgs)}] {cfg.name}", flush=True)
         results.append(train.run(cfg, extra_tags={"experiment_file": str(path), "experiment_spec": spec.name}))
+    if not distributed.is_main():  # under torchrun: rank 0 crowns and compares
+        return results
     best = max(results, key=lambda r: r.headline[0])
     registered = cfgs[results.index(best)].tracking.registered_model
     if spec.champion_alias and registered and best.model_version:

@@ -83,11 +83,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+class Stopped(Exception):
+    """Raised inside a run to end it KILLED rather than FAILED (a sweep trial that was pruned)."""
+
+
 @contextmanager
 def run(name: str, tags: dict[str, str] | None = None, nested: bool = False) -> Iterator[str]:
-    """A run that ends FINISHED, or FAILED when the body raises; yields the run id."""
+    """A run that ends FINISHED, FAILED when the body raises, or KILLED when it raises Stopped;
+    yields the run id. A `mlflow.parentRunId` tag nests it under a run of another process."""
     with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active:
-        yield active.info.run_id
+        try:
+            yield active.info.run_id
+        except Stopped:
+            mlflow.end_run("KILLED")
+            raise
 
 
 def log_params(params: dict[str, Any]) -> None:

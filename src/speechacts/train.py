@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechacts import evaluation, tracking
+from speechacts import distributed, evaluation, tracking
 from speechacts.classifier import build, package_versions
 from speechacts.config import Config
 from speechacts.data import ISOLATED, Row, select, validate
@@ -78,25 +78,49 @@ def subset_scores(rows: list[Row], truth: list[str], predicted: list[str]) -> di
     return out
 
 
-def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]):
-    """One child run per fold; returns fold scores, reference fold scores and OOF rows."""
+def fit_fold(cfg: Config, rows: list[Row], fold: evaluation.Fold, log_metrics=None):
+    """A fresh model fitted on a fold's training rows; families that train in epochs score its test rows."""
+    train, test = [rows[i] for i in fold.train], [rows[i] for i in fold.test]
+    return build(cfg.model, cfg.seed).fit([r.text for r in train], [r.label for r in train],
+                                          eval_set=([r.text for r in test], [r.label for r in test]),
+                                          log_metrics=log_metrics)
+
+
+def epoch_logger(progress, position: int, heard: list[int]):
+    """log_metrics for one fold's model: to MLflow, and each epoch's validation macro-F1 to progress."""
+    def log(metrics: dict[str, float], step: int | None = None) -> None:
+        tracking.log_metrics(metrics, step=step)
+        if progress and "val_macro_f1" in metrics:
+            heard.append(step)
+            progress(position, step, metrics["val_macro_f1"])
+    return log
+
+
+def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold], progress=None):
+    """One child run per fold; returns fold scores, reference fold scores and OOF rows.
+
+    progress(fold_index, epoch, value), when given, hears each epoch's validation macro-F1, or,
+    for families without epochs, each fold's headline score (epoch 0). It may raise to stop the
+    job (a pruned sweep trial); the runs then end KILLED."""
     texts = [r.text for r in rows]
     labels = [r.label for r in rows]
     fold_scores, oof = [], []
     ref_scores: dict[str, list[dict[str, float]]] = {kind: [] for kind in REFERENCES}
-    for f in folds:
+    for position, f in enumerate(folds):
         started = time.perf_counter()
-        train_texts, train_labels = [texts[i] for i in f.train], [labels[i] for i in f.train]
+        train_labels = [labels[i] for i in f.train]
         test_texts, test_labels = [texts[i] for i in f.test], [labels[i] for i in f.test]
+        heard: list[int] = []
         with tracking.run(f"{cfg.name}/repeat{f.repeat}-fold{f.fold}", nested=True,
                           tags={"repeat": str(f.repeat), "fold": str(f.fold), "family": cfg.model.family}):
-            model = build(cfg.model, cfg.seed).fit(train_texts, train_labels, eval_set=(test_texts, test_labels),
-                                                   log_metrics=tracking.log_metrics)
+            model = fit_fold(cfg, rows, f, epoch_logger(progress, position, heard))
             proba = model.predict_proba(test_texts)
             predicted = [LABELS[i] for i in proba.argmax(axis=1)]
             test_rows = [rows[i] for i in f.test]
             score = subset_scores(test_rows, test_labels, predicted)
             tracking.log_metrics({**score, "fit_seconds": time.perf_counter() - started})
+            if progress and not heard:
+                progress(position, 0, score.get(HEADLINE, score["macro_f1"]))
         fold_scores.append(score)
         for kind in REFERENCES:
             ref = reference_predictions(kind, train_labels, len(test_labels), cfg.seed + len(fold_scores))
@@ -111,6 +135,14 @@ def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]):
         print(f"  repeat {f.repeat} fold {f.fold}: macro-F1 {score['macro_f1']:.3f}{article}  "
               f"({time.perf_counter() - started:.1f} s)", flush=True)
     return fold_scores, ref_scores, oof
+
+
+def follow(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]) -> None:
+    """A process other than rank 0 of a multi-process job: the same fits in the same order, so
+    that it trains alongside rank 0; it logs, scores and writes nothing."""
+    for f in folds:
+        fit_fold(cfg, rows, f)
+    build(cfg.model, cfg.seed).fit([r.text for r in rows], [r.label for r in rows])
 
 
 def likely_mislabelled(oof: list[dict], top: int = 50):
@@ -186,14 +218,16 @@ def real_text_check(cfg: Config, model, test_rows: list[Row]) -> dict[str, tuple
     return result
 
 
-def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
-    """Train, evaluate, log and register one recipe."""
+def run(cfg: Config, extra_tags: dict[str, str] | None = None, progress=None) -> TrainResult | None:
+    """Train, evaluate, log and register one recipe. Under torchrun every process calls it; rank 0
+    does the job and returns its result, the others train alongside it and return None."""
     import pandas as pd
     from mlflow.models import infer_signature
 
     from speechacts.inference import proba_frame
 
     started = time.perf_counter()
+    distributed.check(cfg)
     # seed
     set_seed(cfg.seed)
     # data
@@ -205,6 +239,9 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
                                   cfg.seed)
     digest = evaluation.folds_digest([r.id for r in rows], folds)
     test_fraction = 1 / cfg.evaluation.folds
+    if not distributed.is_main():
+        follow(cfg, rows, folds)
+        return None
     # tracking
     tracking.connect(cfg.tracking)
     versions = package_versions()
@@ -229,7 +266,7 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
                                                "label": [r.label for r in corpus.test]}),
                                  "seed-articles", ",".join(map(str, cfg.data.test)), "testing")
         # cross-validation
-        fold_scores, ref_scores, oof = cross_validate(cfg, rows, folds)
+        fold_scores, ref_scores, oof = cross_validate(cfg, rows, folds, progress)
         conf = cfg.evaluation.confidence
         summary = evaluation.summarise_folds(fold_scores, test_fraction, conf)
         references = {kind: evaluation.summarise_folds(ref_scores[kind], test_fraction, conf) for kind in REFERENCES}
