@@ -19,3 +19,7 @@ class ModelError(SpeechactsError):
 
 class TrackingError(SpeechactsError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+class SweepError(SpeechactsError):
+    """A sweep cannot use its study store, or ended without a result."""

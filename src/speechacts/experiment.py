@@ -31,6 +31,9 @@ class ExperimentSpec(Strict):
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     tree = read_yaml(path)
+    if "space" in tree and "runs" not in tree:
+        raise ConfigError(f"{path}: a sweep file (it declares a space:), not an experiment; run `speechacts sweep "
+                          f"{path}`")
     tree.setdefault("name", Path(path).stem)
     try:
         return ExperimentSpec.model_validate(tree)

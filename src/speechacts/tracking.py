@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -97,6 +98,37 @@ def run(name: str, tags: dict[str, str] | None = None, nested: bool = False) -> 
         except Stopped:
             mlflow.end_run("KILLED")
             raise
+
+
+def open_run(experiment_id: str, name: str, tags: dict[str, str], run_id: str | None = None) -> str:
+    """A run that stays RUNNING outside any `with` (the parent of runs made by other processes);
+    given run_id, that run is reopened. Returns its id."""
+    client = mlflow.MlflowClient()
+    if run_id:
+        try:
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        except MlflowException:  # not in this store: start another
+            pass
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+
+def log_to(run_id: str, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
+           tags: dict[str, str] | None = None, texts: dict[str, str] | None = None) -> None:
+    """Log into a run that is not the active one."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = mlflow.MlflowClient()
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+                     params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+                     tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+    for path, text in (texts or {}).items():
+        client.log_text(run_id, text, path)
+
+
+def close_run(run_id: str, status: str = "FINISHED") -> None:
+    mlflow.MlflowClient().set_terminated(run_id, status)
 
 
 def log_params(params: dict[str, Any]) -> None:

@@ -49,6 +49,11 @@ class TrainResult:
     def headline(self) -> tuple[float, float, float]:
         return self.cv.get(HEADLINE) or self.cv["macro_f1"]
 
+    @property
+    def headline_metric(self) -> str:
+        """The MLflow metric name of the headline: cv_article_macro_f1, or cv_macro_f1 without articles."""
+        return "cv_" + (HEADLINE if HEADLINE in self.cv else "macro_f1")
+
 
 def set_seed(seed: int) -> None:
     random.seed(seed)
