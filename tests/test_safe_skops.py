@@ -20,8 +20,16 @@ def baseline_dir(tmp_path_factory):
     return model.save(tmp_path_factory.mktemp("baseline") / "model", config=config)
 
 
-def test_the_allow_list_is_exactly_what_the_baseline_pipeline_holds(baseline_dir):
-    assert safe_skops.types_in(safe_skops.read_schema(baseline_dir / "pipeline.skops")) == safe_skops.ALLOWED
+def test_the_allow_list_is_exactly_what_the_baseline_pipelines_hold(baseline_dir, tmp_path):
+    from speechacts.classifier import build
+    from speechacts.config import BaselineModel
+
+    plain = safe_skops.types_in(safe_skops.read_schema(baseline_dir / "pipeline.skops"))
+    model = build(BaselineModel(context="previous"), seed=0).fit(
+        ["Talks resume.", "We reject it.", "Pay or else.", "Leave now.", "We offer help."] * 2,
+        ["assessment", "denial", "threat", "demand", "offer"] * 2, ["", "x"] * 5)
+    with_context = safe_skops.types_in(safe_skops.read_schema(model.save(tmp_path / "m") / "pipeline.skops"))
+    assert plain | with_context == safe_skops.ALLOWED
 
 
 def test_a_crafted_pipeline_is_refused_by_name_and_runs_nothing(baseline_dir, tmp_path, capsys):

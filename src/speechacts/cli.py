@@ -82,6 +82,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from speechacts import sweep
+
+    sweep.run(args.sweep, args.overrides, workers=args.workers, storage=args.storage, trials=args.trials)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from speechacts import compare
 
@@ -200,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", type=Path, nargs="?", default=DEFAULT_EXPERIMENT)
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to every recipe")
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("sweep", help="search a recipe's settings with Optuna, trials tracked in MLflow")
+    p.add_argument("sweep", type=Path, help="a sweep file: a recipe and a space: of dotted keys with ranges")
+    p.add_argument("overrides", nargs="*", help="dotted overrides applied to every trial")
+    p.add_argument("--workers", type=int, default=1, metavar="K", help="processes taking trials at once (default 1)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="the Optuna study store, a SQLAlchemy URL shared by every worker and machine "
+                        "(default sqlite:///optuna.db beside the MLflow store)")
+    p.add_argument("--trials", type=int, default=None, metavar="N",
+                   help="trials to add to the study (default: the file's trials:)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("compare", help="print an experiment's runs side by side, with paired tests")
     p.add_argument("experiment", nargs="?", default=None, help="MLflow experiment name (default: the config's)")

@@ -30,3 +30,7 @@ class Terminated(BaseException):
         self.signum = signum
         self.name = signal.Signals(signum).name
         super().__init__(self.name)
+
+
+class SweepError(SpeechactsError):
+    """A sweep cannot use its study store, or ended without a result."""

@@ -31,6 +31,9 @@ class ExperimentSpec(Strict):
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     tree = read_yaml(path)
+    if "space" in tree and "runs" not in tree:
+        raise ConfigError(f"{path}: a sweep file (it declares a space:), not an experiment; run `speechacts sweep "
+                          f"{path}`")
     tree.setdefault("name", Path(path).stem)
     try:
         return ExperimentSpec.model_validate(tree)
@@ -56,7 +59,7 @@ def configs(spec: ExperimentSpec, overrides: list[str]) -> list[Config]:
 
 def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
     """Train every recipe of the experiment, alias the best registered model, print the comparison."""
-    from speechacts import compare, tracking, train
+    from speechacts import compare, distributed, tracking, train
 
     spec = load_spec(path)
     cfgs = configs(spec, list(overrides))
@@ -65,6 +68,8 @@ def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
     for i, cfg in enumerate(cfgs, 1):
         print(f"\n[{i}/{len(cfgs)}] {cfg.name}", flush=True)
         results.append(train.run(cfg, extra_tags={"experiment_file": str(path), "experiment_spec": spec.name}))
+    if not distributed.is_main():  # under torchrun: rank 0 crowns and compares
+        return results
     best = max(results, key=lambda r: r.headline[0])
     registered = cfgs[results.index(best)].tracking.registered_model
     if spec.champion_alias and registered and best.model_version:

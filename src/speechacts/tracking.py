@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -172,6 +173,10 @@ def git_commit() -> str:
         return "unknown"
 
 
+class Stopped(Exception):
+    """Raised inside a run to end it KILLED rather than FAILED (a sweep trial that was pruned)."""
+
+
 @contextmanager
 def run(name: str, tags: dict[str, str] | None = None, nested: bool = False) -> Iterator[str]:
     """A run that ends FINISHED; KILLED on SIGINT, SIGTERM or SIGHUP; FAILED when the body raises;
@@ -197,8 +202,41 @@ def how_it_ended(exc: BaseException) -> tuple[str, str]:
         return "KILLED", "SIGINT: interrupted"
     if isinstance(exc, Terminated):
         return "KILLED", f"{exc.name}: the process was asked to stop"
+    if isinstance(exc, Stopped):
+        return "KILLED", f"stopped: {exc}"[:500]
     first = str(exc).splitlines()[0] if str(exc) else ""
     return "FAILED", f"{type(exc).__name__}: {first}"[:500]
+
+
+def open_run(experiment_id: str, name: str, tags: dict[str, str], run_id: str | None = None) -> str:
+    """A run that stays RUNNING outside any `with` (the parent of runs made by other processes);
+    given run_id, that run is reopened. Returns its id."""
+    client = mlflow.MlflowClient()
+    if run_id:
+        try:
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        except MlflowException:  # not in this store: start another
+            pass
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+
+def log_to(run_id: str, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
+           tags: dict[str, str] | None = None, texts: dict[str, str] | None = None) -> None:
+    """Log into a run that is not the active one."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = mlflow.MlflowClient()
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+                     params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+                     tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+    for path, text in (texts or {}).items():
+        client.log_text(run_id, text, path)
+
+
+def close_run(run_id: str, status: str = "FINISHED") -> None:
+    mlflow.MlflowClient().set_terminated(run_id, status)
 
 
 def log_params(params: dict[str, Any]) -> None:

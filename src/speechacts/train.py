@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechacts import context, evaluation, postfit, tracking
+from speechacts import context, distributed, evaluation, postfit, tracking
 from speechacts.classifier import build, package_versions
 from speechacts.config import Config
 from speechacts.data import ISOLATED, Row, select, validate
@@ -48,6 +48,11 @@ class TrainResult:
     def headline(self) -> tuple[float, float, float]:
         return self.cv.get(HEADLINE) or self.cv["macro_f1"]
 
+    @property
+    def headline_metric(self) -> str:
+        """The MLflow metric name of the headline: cv_article_macro_f1, or cv_macro_f1 without articles."""
+        return "cv_" + (HEADLINE if HEADLINE in self.cv else "macro_f1")
+
 
 def set_seed(seed: int) -> None:
     random.seed(seed)
@@ -71,9 +76,34 @@ def class_balanced(model_cfg) -> bool:
     return getattr(model_cfg, "class_weight", None) == "balanced" or getattr(model_cfg, "class_weighting", False)
 
 
-def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]):
+def fit_fold(cfg: Config, rows: list[Row], fold: evaluation.Fold, log_metrics=None):
+    """A fresh model fitted on a fold's training rows; families that train in epochs score its test rows."""
+    train, test = [rows[i] for i in fold.train], [rows[i] for i in fold.test]
+    kind = cfg.model.context
+    return build(cfg.model, cfg.seed).fit([r.text for r in train], [r.label for r in train],
+                                          context.for_rows(kind, train),
+                                          eval_set=([r.text for r in test], [r.label for r in test],
+                                                    context.for_rows(kind, test)),
+                                          log_metrics=log_metrics)
+
+
+def epoch_logger(progress, position: int, heard: list[int]):
+    """log_metrics for one fold's model: to MLflow, and each epoch's validation macro-F1 to progress."""
+    def log(metrics: dict[str, float], step: int | None = None) -> None:
+        tracking.log_metrics(metrics, step=step)
+        if progress and "val_macro_f1" in metrics:
+            heard.append(step)
+            progress(position, step, metrics["val_macro_f1"])
+    return log
+
+
+def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold], progress=None):
     """One child run per fold (the raw model's scores); returns the raw fold scores, reference fold
-    scores and each fold's raw out-of-fold probabilities."""
+    scores and each fold's raw out-of-fold probabilities.
+
+    progress(fold_index, epoch, value), when given, hears each epoch's validation macro-F1, or,
+    for families without epochs, each fold's headline score (epoch 0). It may raise to stop the
+    job (a pruned sweep trial); the runs then end KILLED."""
     texts = [r.text for r in rows]
     labels = [r.label for r in rows]
     contexts = context.for_rows(cfg.model.context, rows)
@@ -83,20 +113,21 @@ def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]):
 
     fold_scores, raw = [], []
     ref_scores: dict[str, list[dict[str, float]]] = {kind: [] for kind in REFERENCES}
-    for f in folds:
+    for position, f in enumerate(folds):
         started = time.perf_counter()
-        train_texts, train_labels = [texts[i] for i in f.train], [labels[i] for i in f.train]
+        train_labels = [labels[i] for i in f.train]
         test_texts, test_labels = [texts[i] for i in f.test], [labels[i] for i in f.test]
+        heard: list[int] = []
         with tracking.run(f"{cfg.name}/repeat{f.repeat}-fold{f.fold}", nested=True,
                           tags={"repeat": str(f.repeat), "fold": str(f.fold), "family": cfg.model.family}):
-            model = build(cfg.model, cfg.seed).fit(train_texts, train_labels, pick(contexts, f.train),
-                                                   eval_set=(test_texts, test_labels, pick(contexts, f.test)),
-                                                   log_metrics=tracking.log_metrics)
+            model = fit_fold(cfg, rows, f, epoch_logger(progress, position, heard))
             proba = model.predict_proba(test_texts, pick(contexts, f.test))
             predicted = [LABELS[i] for i in proba.argmax(axis=1)]
             test_rows = [rows[i] for i in f.test]
             score = evaluation.subset_scores(test_rows, test_labels, predicted)
             tracking.log_metrics({**score, "fit_seconds": time.perf_counter() - started})
+            if progress and not heard:
+                progress(position, 0, score.get(HEADLINE, score["macro_f1"]))
         fold_scores.append(score)
         for kind in REFERENCES:
             ref = reference_predictions(kind, train_labels, len(test_labels), cfg.seed + len(fold_scores))
@@ -122,6 +153,14 @@ def oof_rows(rows: list[Row], folds: list[evaluation.Fold], raw: list[np.ndarray
                         **{f"p_{label}": float(p[j, k]) for k, label in enumerate(LABELS)},
                         "repeat": f.repeat, "fold": f.fold})
     return out
+
+
+def follow(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]) -> None:
+    """A process other than rank 0 of a multi-process job: the same fits in the same order, so
+    that it trains alongside rank 0; it logs, scores and writes nothing."""
+    for f in folds:
+        fit_fold(cfg, rows, f)
+    build(cfg.model, cfg.seed).fit([r.text for r in rows], [r.label for r in rows])
 
 
 def likely_mislabelled(oof: list[dict], top: int = 50):
@@ -207,13 +246,15 @@ def log_article_reports(cfg: Config, model) -> None:
                           f"reports/{name}.html")
 
 
-def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
-    """Train, evaluate, log and register one recipe."""
+def run(cfg: Config, extra_tags: dict[str, str] | None = None, progress=None) -> TrainResult | None:
+    """Train, evaluate, log and register one recipe. Under torchrun every process calls it; rank 0
+    does the job and returns its result, the others train alongside it and return None."""
     import pandas as pd
 
     from speechacts.inference import proba_frame
 
     started = time.perf_counter()
+    distributed.check(cfg)
     # seed
     set_seed(cfg.seed)
     # data
@@ -225,6 +266,9 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
                                   cfg.seed)
     digest = evaluation.folds_digest([r.id for r in rows], folds)
     test_fraction = 1 / cfg.evaluation.folds
+    if not distributed.is_main():
+        follow(cfg, rows, folds)
+        return None
     # tracking
     tracking.connect(cfg.tracking)
     versions = package_versions()
@@ -249,7 +293,7 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None) -> TrainResult:
                                                "label": [r.label for r in corpus.test]}),
                                  "seed-articles", ",".join(map(str, cfg.data.test)), "testing")
         # cross-validation, then the prior adjustment and temperature chosen on its predictions
-        raw_scores, ref_scores, raw = cross_validate(cfg, rows, folds)
+        raw_scores, ref_scores, raw = cross_validate(cfg, rows, folds, progress)
         post = postfit.fit(rows, folds, raw, balanced=class_balanced(cfg.model), method=cfg.model.prior)
         fold_scores = post.fold_scores
         oof = oof_rows(rows, folds, raw, post.adjusted)

@@ -10,6 +10,7 @@ import numpy as np
 
 from speechacts.classifier import Classifier
 from speechacts.config import TransformerModel
+from speechacts.distributed import world_size
 from speechacts.errors import ModelError
 from speechacts.labels import ID2LABEL, LABEL2ID, LABELS
 from speechacts.models.hf import (
@@ -45,15 +46,17 @@ def epoch_logger(log_metrics, total_epochs: float):
             if "loss" in logs:
                 self.train_loss = logs["loss"]
                 if log_metrics:
-                    log_metrics({"train_loss": logs["loss"]}, step=round(state.epoch or 0))
+                    log_metrics({"train_loss": logs["loss"], "optimizer_steps": state.global_step},
+                                step=round(state.epoch or 0))
             metrics = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")}
             if metrics:
                 if log_metrics:
                     log_metrics({f"val_{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
                                 step=round(state.epoch or 0))
-                print(f"    epoch {state.epoch:.0f}/{total_epochs:g}: train loss {self.train_loss:.3f}  "
-                      f"val loss {metrics.get('loss', float('nan')):.3f}  val macro-F1 "
-                      f"{metrics.get('macro_f1', float('nan')):.3f}", flush=True)
+                if state.is_world_process_zero:
+                    print(f"    epoch {state.epoch:.0f}/{total_epochs:g}: train loss {self.train_loss:.3f}  "
+                          f"val loss {metrics.get('loss', float('nan')):.3f}  val macro-F1 "
+                          f"{metrics.get('macro_f1', float('nan')):.3f}", flush=True)
 
     return EpochLogger()
 
@@ -120,11 +123,21 @@ class TransformerClassifier(Classifier):
             return scores([LABELS[i] for i in prediction.label_ids], predicted)
 
         device = pick_device(cfg.device)
+        processes = world_size()
         with tempfile.TemporaryDirectory() as scratch:
+            # Under torchrun the Trainer trains on every process (DDP: gloo on CPU, NCCL on GPU).
+            # split_batches: each process takes its share of the same batches, so an optimiser step
+            # sees batch_size examples and the schedule is the single-process one. loss_fn is a mean
+            # over its share, and DDP averages the gradients: the Trainer must not scale the loss by
+            # the number of processes (average_tokens_across_devices, meant for summed losses). Every
+            # parameter that trains takes part in the forward pass: DDP need not look for unused ones.
             args = TrainingArguments(
                 output_dir=str(cfg.checkpoint_dir) if cfg.save_checkpoints else scratch,
                 learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-                per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(64, cfg.batch_size),
+                per_device_train_batch_size=cfg.batch_size,
+                per_device_eval_batch_size=-(-max(64, cfg.batch_size) // processes) * processes,
+                accelerator_config={"split_batches": True}, average_tokens_across_devices=False,
+                ddp_find_unused_parameters=False,
                 warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
                 eval_strategy="epoch" if eval_set else "no", logging_strategy="epoch",
                 save_strategy="epoch" if cfg.save_checkpoints else "no", report_to="none",
