@@ -233,3 +233,42 @@ def test_the_mlflow_route_reads_the_store_it_is_given_not_the_last_one_used(regi
     mlflow.set_tracking_uri(registered.store)  # as a training job in the same process leaves it
     with pytest.raises(ModelError, match="no registered model 'speechacts-classifier' in tracking store sqlite:///"):
         api.mlflow_root("models:/speechacts-classifier@champion", empty)
+
+
+def test_min_confidence_marks_unsure_labels_without_changing_them(tmp_path):
+    model, cfg = tiny_model("baseline")
+    classifier = load_classifier(model.save(tmp_path / "m", config=cfg))
+    plain = classifier.predict(SENTENCES)
+    marked = classifier.predict(SENTENCES, min_confidence=0.999)
+    assert [p.label for p in marked] == [p.label for p in plain]
+    assert all(p.unsure for p in marked) and not any(p.unsure for p in plain)
+    assert all(p.confidence == max(p.scores.values()) for p in plain)
+    assert marked[0].to_dict()["unsure"] is True
+    for bad in (1.5, -0.1, "0.5", True):
+        with pytest.raises(api.DataError, match="min_confidence must be a probability between 0 and 1, got"):
+            classifier.predict(SENTENCES, min_confidence=bad)
+
+
+def test_predict_article_reads_each_sentence_with_its_context(tmp_path, monkeypatch):
+    from speechacts.classifier import build
+    from speechacts.config import BaselineModel
+
+    texts = ['"That patience is over."'] * 12
+    contexts = ["We will impose fines on every unlicensed farm, the minister said."] * 6 + ["Talks went well."] * 6
+    labels = ["threat"] * 6 + ["assessment"] * 6
+    cfg = BaselineModel(context="previous")
+    model = build(cfg, seed=0).fit(texts + ["Talks resume.", "We reject it.", "Leave now.", "We offer help."],
+                                   labels + ["assessment", "denial", "demand", "offer"],
+                                   contexts + ["", "", "", ""])
+    classifier = load_classifier(model.save(tmp_path / "m", config={"model": cfg.model_dump(mode="json")}))
+    seen = []
+    original = classifier.model.predict_proba
+    monkeypatch.setattr(classifier.model, "predict_proba",
+                        lambda t, c=None, prior=None: seen.append(c) or original(t, c, prior))
+    article = ("Ministry sets out fines\n"
+               "We will impose fines on every unlicensed farm, the minister said.\n"
+               '"That patience is over."\n')
+    predictions = classifier.predict_article(article)
+    assert seen[-1] == ["", "Ministry sets out fines",
+                        "We will impose fines on every unlicensed farm, the minister said."]
+    assert predictions[2].label == "threat"

@@ -48,7 +48,7 @@ def test_sentences_as_arguments_give_one_json_object_each_in_a_pipe(registered, 
     assert code == 0 and err == ""
     expected = load_classifier(registered.model_dir).predict(SENTENCES)
     got = records(out)
-    assert [set(r) for r in got] == [{"text", "label", "scores"}] * 3
+    assert [set(r) for r in got] == [{"text", "label", "scores", "unsure"}] * 3
     assert [(r["text"], r["label"]) for r in got] == [(p.text, p.label) for p in expected]
     assert got[0]["scores"] == {label: round(value, 6) for label, value in expected[0].scores.items()}
 
@@ -269,3 +269,11 @@ def test_memory_stays_flat_however_many_lines(registered, tmp_path):
 
     small, large = peak_rss_mib(5_000), peak_rss_mib(50_000)
     assert large < small * 1.15, (small, large)
+
+
+def test_min_confidence_on_the_command_line(tiny_baseline_dir, capsys):
+    assert main(["predict", "--model", str(tiny_baseline_dir), "--format", "jsonl", "--min-confidence", "0.999",
+                 "Talks resume."]) == 0
+    assert json.loads(capsys.readouterr().out)["unsure"] is True
+    assert main(["predict", "--model", str(tiny_baseline_dir), "--min-confidence", "7", "Talks resume."]) == 2
+    assert "error: min_confidence must be a probability between 0 and 1, got 7.0" in capsys.readouterr().err

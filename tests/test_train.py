@@ -98,7 +98,7 @@ def test_logged_model_loads_through_pyfunc_and_predicts_like_the_in_process_mode
     texts = ["The ministry rejected the report as baseless.", "Talks will resume in March, officials said."]
     served = mlflow.pyfunc.load_model(result.model_uri).predict(pd.DataFrame({"text": texts}))
     local = load_model(result.model_dir)
-    assert list(served.columns) == ["label", *LABELS]
+    assert list(served.columns) == ["label", *LABELS, "unsure"]
     assert list(served["label"]) == local.predict(texts)
     assert served[list(LABELS)].to_numpy() == pytest.approx(local.predict_proba(texts))
 
@@ -177,7 +177,35 @@ def test_hugging_face_families_log_a_pyfunc_model_that_predicts_like_in_process(
     texts = ["The ministry rejected the report as baseless.", "Talks will resume in March, officials said."]
     served = mlflow.pyfunc.load_model(result.model_uri).predict(pd.DataFrame({"text": texts}))
     local = load_model(result.model_dir)
-    assert list(served.columns) == ["label", *LABELS]
+    assert list(served.columns) == ["label", *LABELS, "unsure"]
     assert served[list(LABELS)].to_numpy() == pytest.approx(local.predict_proba(texts), abs=1e-6)
     run = mlflow.MlflowClient(store).get_run(result.run_id)
     assert run.data.tags["family"] == family and "cv_macro_f1" in run.data.metrics
+
+
+def test_the_pyfunc_marks_unsure_labels_and_refuses_a_bad_threshold(trained):
+    store, result, _ = trained
+    mlflow.set_tracking_uri(store)
+    texts = ["The ministry rejected the report as baseless.", "Talks will resume in March, officials said."]
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    plain = model.predict(pd.DataFrame({"text": texts}))
+    assert not plain["unsure"].any()
+    strict = model.predict(pd.DataFrame({"text": texts}), params={"min_confidence": 0.999})
+    assert strict["unsure"].all() and list(strict["label"]) == list(plain["label"])  # the label is kept
+    with pytest.raises(Exception, match="min_confidence must be a probability between 0 and 1, got 2"):
+        model.predict(pd.DataFrame({"text": texts}), params={"min_confidence": 2.0})
+
+
+def test_the_pyfunc_reads_an_optional_context_column(project, store, tiny_bert):
+    overrides = tiny_overrides(store, "model.context=previous", "tracking.registered_model=null")
+    result = train.run(load_config(RECIPE, overrides))
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    local = load_model(result.model_dir)
+    texts = ['"That patience is over."'] * 2
+    contexts = ["We will impose fines on every unlicensed farm, the minister said.", None]
+    served = model.predict(pd.DataFrame({"text": texts, "context": contexts}))
+    assert served[list(LABELS)].to_numpy() == pytest.approx(local.predict_proba(texts, [contexts[0], ""]))
+    without = model.predict(pd.DataFrame({"text": texts}))
+    assert without[list(LABELS)].to_numpy() == pytest.approx(local.predict_proba(texts))
+    with pytest.raises(Exception, match="context 1 is a int, not a string"):
+        model.predict(pd.DataFrame({"text": texts, "context": [1, 2]}))

@@ -53,10 +53,16 @@ class Prediction:
     scores: dict[str, float]  # label -> probability, in LABELS order
     position: int | None = None  # article sentences: the segment number `prepare` gives it (id source:NNN)
     kind: str | None = None  # article sentences: headline, standfirst or body
+    unsure: bool = False  # the label's probability is below the min_confidence asked for
+
+    @property
+    def confidence(self) -> float:
+        """The probability of the label (calibrated on out-of-fold predictions)."""
+        return self.scores[self.label]
 
     def to_dict(self) -> dict:
         extra = {} if self.position is None else {"position": self.position, "kind": self.kind}
-        return {"text": self.text, "label": self.label, "scores": self.scores, **extra}
+        return {"text": self.text, "label": self.label, "scores": self.scores, **extra, "unsure": self.unsure}
 
 
 class SpeechActClassifier:
@@ -76,33 +82,54 @@ class SpeechActClassifier:
     def __repr__(self) -> str:
         return f"SpeechActClassifier(family={self.family!r}, source={self.source!r})"
 
-    def predict_proba(self, texts: list[str] | str) -> np.ndarray:
-        """(n, 5) probabilities, columns in LABELS order; (0, 5) for no texts."""
+    @property
+    def context(self) -> str:
+        """What the model reads beside a sentence: none, previous or headline+previous."""
+        return self.model.context
+
+    def predict_proba(self, texts: list[str] | str, contexts: list[str] | None = None,
+                      prior: str | None = None) -> np.ndarray:
+        """(n, 5) calibrated probabilities, columns in LABELS order; (0, 5) for no texts. `contexts`
+        (one per text) feed a model trained with context; `prior` overrides its saved prior method."""
         texts = check_texts(texts)
         if not texts:
             import numpy as np
 
             return np.zeros((0, len(LABELS)))
-        return self.model.predict_proba(texts)
+        return self.model.predict_proba(texts, contexts, prior)
 
-    def predict(self, texts: list[str] | str) -> list[Prediction]:
-        """Each text's label and the probability of every label; a single string is one sentence."""
+    def predict(self, texts: list[str] | str, contexts: list[str] | None = None, min_confidence: float = 0.0,
+                prior: str | None = None) -> list[Prediction]:
+        """Each text's label and the probability of every label; a single string is one sentence.
+        A label whose probability is below `min_confidence` is kept but marked `unsure`."""
+        check_confidence(min_confidence)
         texts = check_texts(texts)
         if not texts:
             return []
-        proba = self.model.predict_proba(texts)
-        return [Prediction(text, LABELS[best], dict(zip(LABELS, row)))
+        proba = self.model.predict_proba(texts, contexts, prior)
+        return [Prediction(text, LABELS[best], dict(zip(LABELS, row)), unsure=row[best] < min_confidence)
                 for text, best, row in zip(texts, proba.argmax(axis=1).tolist(), proba.tolist())]
 
-    def predict_article(self, text: str, source: str = "article") -> list[Prediction]:
-        """Segment like `prepare`, skip the lines that are not body sentences, label the rest in order."""
+    def predict_article(self, text: str, source: str = "article", min_confidence: float = 0.0,
+                        prior: str | None = None) -> list[Prediction]:
+        """Segment like `prepare`, skip the lines that are not body sentences, label the rest in order,
+        each read with its context in the article where the model was trained with one."""
+        from speechacts.context import article_contexts, compose
         from speechacts.segment import segment_article
 
         if not isinstance(text, str) or not text.strip():
             raise DataError("the article is empty; give its text, one paragraph per line")
-        sentences = [segment for segment in segment_article(text, source) if segment.is_body]
-        predictions = self.predict([segment.text for segment in sentences])
+        segments = segment_article(text, source)
+        sentences = [segment for segment in segments if segment.is_body]
+        around = article_contexts(segments)
+        contexts = [compose(self.context, *around[s.id]) for s in sentences]
+        predictions = self.predict([segment.text for segment in sentences], contexts, min_confidence, prior)
         return [replace(p, position=s.index, kind=s.kind) for p, s in zip(predictions, sentences)]
+
+
+def check_confidence(value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise DataError(f"min_confidence must be a probability between 0 and 1, got {value!r}")
 
 
 def check_texts(texts: list[str] | str) -> list[str]:

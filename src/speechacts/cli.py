@@ -277,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read --file or standard input as one sentence per line instead of as an article")
     p.add_argument("--model", "-m", default=None, metavar="SOURCE", help=model_help)
     p.add_argument("--tracking-uri", default=None, metavar="URI", help=store_help)
+    p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                   help="mark labels whose (calibrated) probability is below P as unsure ('?' in the table, "
+                        "\"unsure\": true in jsonl); the label itself is kept")
+    p.add_argument("--prior", choices=("none", "articles", "em"), default=None,
+                   help="override the model's saved label-prior adjustment")
     p.add_argument("--format", choices=("table", "jsonl"), default=None,
                    help="table (default on a terminal) or jsonl: one JSON object per sentence (default in a pipe)")
     p.set_defaults(func=cmd_predict)

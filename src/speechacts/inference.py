@@ -51,10 +51,28 @@ def sequence(value: Any) -> list:
     raise SpeechactsError(f"{EXPECTED}; got a {type(value).__name__}")
 
 
-def proba_frame(proba: np.ndarray):
-    """(n, 5) probabilities -> DataFrame with `label` and one column per label."""
+def as_contexts(model_input: Any) -> list[str] | None:
+    """The optional `context` column of a DataFrame (missing cells read as no context), else None."""
+    import pandas as pd
+
+    if not isinstance(model_input, pd.DataFrame) or "context" not in model_input.columns:
+        return None
+    contexts = []
+    for i, value in enumerate(model_input["context"].tolist(), 1):
+        if value is None or (isinstance(value, float) and value != value):
+            value = ""
+        if not isinstance(value, str):
+            raise SpeechactsError(f"context {i} is a {type(value).__name__}, not a string")
+        contexts.append(value)
+    return contexts
+
+
+def proba_frame(proba: np.ndarray, min_confidence: float = 0.0):
+    """(n, 5) probabilities -> DataFrame with `label`, one column per label, and `unsure` (the
+    label's probability is below min_confidence)."""
     import pandas as pd
 
     frame = pd.DataFrame(proba, columns=list(LABELS))
     frame.insert(0, "label", [LABELS[i] for i in proba.argmax(axis=1)])
+    frame["unsure"] = proba.max(axis=1) < min_confidence if len(proba) else []
     return frame

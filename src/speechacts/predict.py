@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TextIO
 
-from speechacts.api import check_texts, load_classifier
+from speechacts.api import check_confidence, check_texts, load_classifier
 from speechacts.errors import DataError
 from speechacts.labels import LABELS
 
@@ -52,27 +52,32 @@ def main(args: argparse.Namespace) -> int:
         request = read_request(args.sentences, args.file, args.lines, sys.stdin)
         fmt = args.format or ("table" if sys.stdout.isatty() else "jsonl")
         try:
+            options = {"min_confidence": args.min_confidence, "prior": args.prior}
             if request.lines is not None:
                 classifier = load_classifier(args.model, args.tracking_uri)
-                stream(classifier, request.lines, fmt, sys.stdout, progress=sys.stderr.isatty())
+                stream(classifier, request.lines, fmt, sys.stdout, progress=sys.stderr.isatty(), **options)
             else:
-                write(run(request, args.model, args.tracking_uri), fmt, sys.stdout)
+                write(run(request, args.model, args.tracking_uri, **options), fmt, sys.stdout)
         except BrokenPipeError:  # the reader (`| head`) stopped reading: not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
-def run(request: Request, model: str | None = None, tracking_uri: str | None = None) -> list[Prediction]:
+def run(request: Request, model: str | None = None, tracking_uri: str | None = None, min_confidence: float = 0.0,
+        prior: str | None = None) -> list[Prediction]:
     """Label a request with the model a source names (default models:/speechacts-classifier@champion)."""
+    check_confidence(min_confidence)
     if request.article is not None:
         report_left_out(request)
     classifier = load_classifier(model, tracking_uri)
     if request.article is None:
-        return classifier.predict(request.sentences if request.lines is None else list(request.lines))
-    return classifier.predict_article(request.article, request.name)
+        return classifier.predict(request.sentences if request.lines is None else list(request.lines),
+                                  min_confidence=min_confidence, prior=prior)
+    return classifier.predict_article(request.article, request.name, min_confidence, prior)
 
 
-def stream(classifier, lines: Iterable[str], fmt: str, out: TextIO, progress: bool = False) -> int:
+def stream(classifier, lines: Iterable[str], fmt: str, out: TextIO, progress: bool = False,
+           min_confidence: float = 0.0, prior: str | None = None) -> int:
     """Label lines BATCH_SIZE at a time, writing each batch as soon as it is labelled; returns the count."""
     bar = None
     if progress:
@@ -87,7 +92,7 @@ def stream(classifier, lines: Iterable[str], fmt: str, out: TextIO, progress: bo
         except DataError as exc:  # a bad line: label the ones read before it, then say so
             error = exc
         if batch:
-            write(classifier.predict(batch), fmt, out, start=done)
+            write(classifier.predict(batch, min_confidence=min_confidence, prior=prior), fmt, out, start=done)
             done += len(batch)
             if bar is not None:
                 bar.update(len(batch))
@@ -187,11 +192,12 @@ def write(predictions: list[Prediction], fmt: str, out: TextIO, start: int = 0) 
 
 def table(predictions: list[Prediction], width: int, start: int = 0) -> str:
     """#, label, every label's probability, and the text cut to the terminal's width."""
-    head = f"{'#':>4}  {'label':<11}" + "".join(f"{label[:6]:>7}" for label in LABELS) + "  text"
+    head = f"{'#':>4}  {'label':<12}" + "".join(f"{label[:6]:>7}" for label in LABELS) + "  text"
     lines = [head, "-" * min(width, len(head) + 40)] if not start else []
     room = max(20, width - len(head) + len("text"))
     for i, p in enumerate(predictions, start + 1):
         text = p.text if len(p.text) <= room else p.text[:room - 1] + "…"
-        lines.append(f"{p.position or i:>4}  {p.label:<11}" + "".join(f"{p.scores[label]:>7.2f}" for label in LABELS)
+        shown = p.label + ("?" if p.unsure else "")  # unsure: below --min-confidence
+        lines.append(f"{p.position or i:>4}  {shown:<12}" + "".join(f"{p.scores[label]:>7.2f}" for label in LABELS)
                      + f"  {text}")
     return "\n".join(lines)

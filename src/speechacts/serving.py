@@ -1,7 +1,9 @@
 """The MLflow pyfunc model (models-from-code): any speechacts classifier behind one predict.
 
-Input: a DataFrame with a `text` column, a list of strings, or {"text": [...]}. Output: a
-DataFrame with `label` and one probability column per label, the same for every family.
+Input: a DataFrame with a `text` column (and, optionally, a `context` column: what a model
+trained with context reads beside each sentence, e.g. the sentence before it), a list of
+strings, or {"text": [...]}. Parameter: `min_confidence` (default 0). Output: a DataFrame with
+`label`, one calibrated probability column per label, and `unsure`, the same for every family.
 
 The logged signature describes the output only. With an input schema of strings, MLflow's server
 turns `{"inputs": [null, 1, true]}` into the texts "None", "1" and "True" before the model sees
@@ -32,15 +34,19 @@ class SpeechactsModel(PythonModel):
         self.model = load_model(context.artifacts["model_dir"])
 
     def predict(self, context, model_input, params=None):
+        from speechacts.api import check_confidence
         from speechacts.errors import SpeechactsError
-        from speechacts.inference import as_texts, proba_frame
+        from speechacts.inference import as_contexts, as_texts, proba_frame
 
         try:
             texts = as_texts(model_input)
+            contexts = as_contexts(model_input)
+            min_confidence = (params or {}).get("min_confidence", 0.0)
+            check_confidence(min_confidence)
         except SpeechactsError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         try:
-            return proba_frame(self.model.predict_proba(texts))
+            return proba_frame(self.model.predict_proba(texts, contexts), min_confidence)
         except Exception as exc:  # the trace goes to the server's log, not to the client
             log.exception("predict failed")
             raise MlflowException(f"the model failed on this input ({type(exc).__name__}); the server log has "

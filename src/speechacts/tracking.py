@@ -293,10 +293,13 @@ def pip_requirements() -> list[str]:
 
 def log_model(model_dir: Path, input_example, output_example, registered_model: str | None) -> Any:
     """Log a saved classifier directory as a pyfunc model (code included), optionally registered. The
-    signature has outputs only: serving.py says why, and checks the inputs itself."""
+    signature has outputs only: serving.py says why, and checks the inputs itself. Its one parameter,
+    `min_confidence`, marks labels below it as unsure."""
     from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import ParamSchema, ParamSpec
 
-    signature = ModelSignature(inputs=None, outputs=infer_signature(output_example).inputs)
+    signature = ModelSignature(inputs=None, outputs=infer_signature(output_example).inputs,
+                               params=ParamSchema([ParamSpec("min_confidence", "double", 0.0)]))
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*type hints.*")
