@@ -41,10 +41,21 @@ def test_invocations_answer_labels_and_probabilities_like_the_python_api(served)
     assert status == 200
     expected = load_classifier(registered.model_dir).predict(SENTENCES)
     rows = body["predictions"]
-    assert [set(row) for row in rows] == [{"label", *LABELS}] * len(SENTENCES)
+    assert [set(row) for row in rows] == [{"label", *LABELS, "unsure"}] * len(SENTENCES)
     assert [row["label"] for row in rows] == [p.label for p in expected]
+    assert not any(row["unsure"] for row in rows)
     for row, p in zip(rows, expected):
         assert [row[label] for label in LABELS] == pytest.approx([p.scores[label] for label in LABELS], abs=1e-9)
+
+
+def test_min_confidence_is_a_parameter_of_the_request(served):
+    url, _ = served
+    status, body = post(url + "/invocations", {"dataframe_split": {"columns": ["text"], "data": [[SENTENCES[0]]]},
+                                               "params": {"min_confidence": 0.999}})
+    assert status == 200 and body["predictions"][0]["unsure"] is True
+    status, body = post(url + "/invocations", {"inputs": [SENTENCES[0]], "params": {"min_confidence": 3}})
+    assert status == 400 and "min_confidence must be a probability between 0 and 1" in json.dumps(body)
+    assert "stack_trace" not in body
 
 
 def test_invocations_take_a_plain_list_of_sentences(served):
