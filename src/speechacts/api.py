@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,13 +86,21 @@ class SpeechActClassifier:
 
     def predict_article(self, text: str, source: str = "article") -> list[Prediction]:
         """Segment like `prepare`, skip the lines that are not body sentences, label the rest in order."""
+        return self.predict_articles([(source, text)])[0]
+
+    def predict_articles(self, articles: Iterable[tuple[str, str]]) -> list[list[Prediction]]:
+        """predict_article for each (source, text), with every body sentence labelled in one batch."""
         from speechacts.segment import segment_article
 
-        if not isinstance(text, str) or not text.strip():
-            raise DataError("the article is empty; give its text, one paragraph per line")
-        sentences = [segment for segment in segment_article(text, source) if segment.is_body]
-        predictions = self.predict([segment.text for segment in sentences])
-        return [replace(p, position=s.index, kind=s.kind) for p, s in zip(predictions, sentences)]
+        per_article = []
+        for source, text in articles:
+            if not isinstance(text, str) or not text.strip():
+                named = "the article" if source == "article" else f"article {source!r}"
+                raise DataError(f"{named} is empty; give its text, one paragraph per line")
+            per_article.append([segment for segment in segment_article(text, source) if segment.is_body])
+        predictions = iter(self.predict([segment.text for sentences in per_article for segment in sentences]))
+        return [[replace(next(predictions), position=s.index, kind=s.kind) for s in sentences]
+                for sentences in per_article]
 
 
 def check_texts(texts: list[str] | str) -> list[str]:
@@ -112,6 +121,36 @@ def load_classifier(source: str | Path | None = None, tracking_uri: str | None =
     source = str(source or DEFAULT_SOURCE)
     model_dir = resolve(source, tracking_uri)
     return SpeechActClassifier(load_model(model_dir), model_dir, source)
+
+
+def registered_version(source: str, tracking_uri: str | None = None) -> str | None:
+    """The version a models:/NAME@ALIAS or models:/NAME/VERSION source names now; None for other sources,
+    or where the registry does not know it (load_classifier then says what is missing)."""
+    parsed = parse_models_uri(source)
+    if parsed is None:
+        return None
+    name, alias, version = parsed
+    if version:
+        return version
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = store_uri(tracking_uri)
+    db = sqlite_file(uri)
+    if db is not None and not db.is_file():
+        return None  # MLflow would create an empty store here
+    if uri.startswith(("http://", "https://")):
+        from speechacts.tracking import probe
+
+        probe(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        if alias.lower() == "latest":
+            versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")]
+            return str(max(versions)) if versions else None
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
 
 
 def resolve(source: str, tracking_uri: str | None = None) -> Path:

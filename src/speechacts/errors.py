@@ -19,3 +19,7 @@ class ModelError(SpeechactsError):
 
 class TrackingError(SpeechactsError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+class EngineError(SpeechactsError):
+    """An engine the job runs on (Spark, Java) is missing or cannot start."""
