@@ -142,8 +142,13 @@ def test_input_format_is_read_from_the_names(tmp_path):
     (tmp_path / "spark-out" / "_SUCCESS").write_text("")
     (tmp_path / "spark-out" / "part-0.snappy.parquet").write_bytes(b"")
     (tmp_path / "a.jsonl.gz").write_bytes(b"")
-    assert label.input_format(tmp_path / "spark-out") == "parquet"
-    assert label.input_format(tmp_path / "a.jsonl.gz") == "json"
+    assert label.input_format(str(tmp_path / "spark-out")) == "parquet"
+    assert label.input_format(str(tmp_path / "a.jsonl.gz")) == "json"
+    assert label.input_format("s3a://bucket/archive/2022.parquet") == "parquet"  # URIs: Spark reads them
+    assert label.input_format("hdfs://nn/archive/", "jsonl") == "json"
+    with pytest.raises(DataError, match=r"hdfs://nn/archive/: unknown format 'with no suffix'; expected Parquet .*"
+                                        r"or pass --format parquet\|jsonl"):
+        label.input_format("hdfs://nn/archive/")
 
 
 def test_a_bad_spark_setting_and_an_existing_output_are_refused(tmp_path, capsys):

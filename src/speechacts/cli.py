@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the articles: Parquet (file or folder) or JSON lines, columns id and text, "
                         "optionally date and source")
     p.add_argument("--output", "-o", required=True, metavar="PATH", help="the folder of Parquet files to write")
+    p.add_argument("--format", choices=("parquet", "jsonl"), default=None,
+                   help="the input's format (default: from the file names)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--model", "-m", default=None, metavar="SOURCE",
                    help="a model directory, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION "

@@ -46,13 +46,14 @@ JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CARRIED = ("date", "source")  # optional input columns copied to every sentence of the article
 SCORE_COLUMNS = [f"score_{label}" for label in LABELS]
+STORAGE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # hdfs://, s3a://, gs://, file://: Spark reads them
 INPUT_HELP = ("Parquet (.parquet, or a folder of them) or JSON lines (.jsonl, .json, .ndjson, optionally .gz), "
               "one article a record with columns id and text")
 
 
 @dataclass(frozen=True)
 class LabelResult:
-    output: Path
+    output: str
     articles: int
     skipped: int  # articles with an empty text: no sentences
     sentences: int
@@ -62,11 +63,15 @@ class LabelResult:
 
 
 def run(input_path: str | Path, output: str | Path, model: str | None = None, tracking_uri: str | None = None,
-        master: str = DEFAULT_MASTER, conf: dict[str, str] | None = None, overwrite: bool = False) -> LabelResult:
-    """Label a corpus on Spark; uses the active Spark session if there is one, else starts (and stops) one."""
-    input_path, output = Path(input_path), Path(output)
-    fmt = input_format(input_path)
-    if output.exists() and not overwrite:
+        master: str = DEFAULT_MASTER, conf: dict[str, str] | None = None, overwrite: bool = False,
+        fmt: str | None = None) -> LabelResult:
+    """Label a corpus on Spark; uses the active Spark session if there is one, else starts (and stops) one.
+
+    Paths are local, or URIs Spark reads (hdfs://, s3a://, ...); fmt ('parquet' or 'jsonl') overrides the
+    format read from the names."""
+    input_path, output = str(input_path), str(output)
+    fmt = input_format(input_path, fmt)
+    if not STORAGE_URI.match(output) and Path(output).exists() and not overwrite:
         raise DataError(f"{output} already exists; choose another --output or pass --overwrite")
     # the model: an alias pinned to the version it names now, loaded once here so a bad source fails fast
     source = model or DEFAULT_SOURCE
@@ -91,7 +96,7 @@ def run(input_path: str | Path, output: str | Path, model: str | None = None, tr
             output_schema(articles, carried))
         write(labelled, output, overwrite)
         seconds = time.perf_counter() - start
-        sentences = spark.read.parquet(str(output)).count()
+        sentences = spark.read.parquet(output).count()
     finally:
         shutil.rmtree(shipped, ignore_errors=True)
         if started:
@@ -99,12 +104,16 @@ def run(input_path: str | Path, output: str | Path, model: str | None = None, tr
     return LabelResult(output, counts["articles"], counts["blank"], sentences, seconds, model_uri, version)
 
 
-def write(labelled: DataFrame, output: Path, overwrite: bool) -> None:
+def write(labelled: DataFrame, output: str, overwrite: bool) -> None:
     """Run the job; a speechacts error raised on an executor comes back as one line, not a Java trace."""
-    from pyspark.errors import PythonException
+    from pyspark.errors import AnalysisException, PythonException
 
     try:
-        labelled.write.mode("overwrite" if overwrite else "errorifexists").parquet(str(output))
+        labelled.write.mode("overwrite" if overwrite else "errorifexists").parquet(output)
+    except AnalysisException as exc:
+        if "PATH_ALREADY_EXISTS" not in str(exc):
+            raise
+        raise DataError(f"{output} already exists; choose another --output or pass --overwrite") from None
     except PythonException as exc:
         found = re.search(r"speechacts\.errors\.\w+: (.*)", str(exc))
         if found is None:
@@ -112,19 +121,22 @@ def write(labelled: DataFrame, output: Path, overwrite: bool) -> None:
         raise EngineError(f"on an executor: {found.group(1)}") from None
 
 
-def input_format(path: Path) -> str:
-    """'parquet' or 'json', from the name of the file or of the files in a folder."""
-    if not path.exists():
-        raise DataError(f"{path}: input not found; give {INPUT_HELP}")
-    names = [path.name.lower()] if path.is_file() else \
+def input_format(location: str, fmt: str | None = None) -> str:
+    """'parquet' or 'json': fmt if given, else from the name of the file, of the files in a folder, or of a URI."""
+    remote, path = bool(STORAGE_URI.match(location)), Path(location)
+    if not remote and not path.exists():
+        raise DataError(f"{location}: input not found; give {INPUT_HELP}")
+    if fmt:
+        return "json" if fmt == "jsonl" else fmt
+    names = [location.rstrip("/").lower()] if remote or path.is_file() else \
         [p.name.lower() for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", "."))]
     if any(name.endswith(PARQUET_SUFFIXES) for name in names):
         return "parquet"
     if any(name.endswith(JSON_SUFFIXES) for name in names):
         return "json"
-    what = f"unknown format {path.suffix or 'with no suffix'!r}" if path.is_file() else \
+    what = f"unknown format {path.suffix or 'with no suffix'!r}" if remote or path.is_file() else \
         "a folder with no .parquet or .jsonl files"
-    raise DataError(f"{path}: {what}; expected {INPUT_HELP}")
+    raise DataError(f"{location}: {what}; expected {INPUT_HELP}, or pass --format parquet|jsonl")
 
 
 def session(master: str, conf: dict[str, str] | None = None) -> tuple[SparkSession, bool]:
@@ -158,12 +170,12 @@ def quiet_pyspark_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support pandas.*", category=FutureWarning)
 
 
-def read_articles(spark: SparkSession, path: Path, fmt: str) -> tuple[DataFrame, dict[str, int]]:
+def read_articles(spark: SparkSession, path: str, fmt: str) -> tuple[DataFrame, dict[str, int]]:
     """The articles with some text, spread over at least every core; refuses a corpus it cannot label."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import IntegralType, StringType
 
-    frame = spark.read.parquet(str(path)) if fmt == "parquet" else spark.read.json(str(path))
+    frame = spark.read.parquet(path) if fmt == "parquet" else spark.read.json(path)
     missing = [column for column in ("id", "text") if column not in frame.columns]
     if missing:
         has = ", ".join(c for c in frame.columns if c != "_corrupt_record") or "none"
@@ -248,6 +260,7 @@ def label_partition(batches: Iterator[pd.DataFrame], model_name: str, model_uri:
 
     quiet_pyspark_warnings()
     if model_name not in _loaded:
+        _loaded.clear()  # a worker keeps the model of the job at hand only
         _loaded[model_name] = load_classifier(SparkFiles.get(model_name))
     if "torch" in sys.modules:  # one torch thread per core Spark gives the task, not every core of the machine
         sys.modules["torch"].set_num_threads(max(1, TaskContext.get().cpus()))
@@ -262,10 +275,11 @@ def main(args: argparse.Namespace) -> int:
         if not sep or not key.strip():
             raise DataError(f"--conf {item!r}: expected KEY=VALUE, e.g. --conf spark.executor.memory=4g")
         conf[key.strip()] = value
-    result = run(args.input, args.output, args.model, args.tracking_uri, args.master, conf, args.overwrite)
+    result = run(args.input, args.output, args.model, args.tracking_uri, args.master, conf, args.overwrite,
+                 args.format)
     version = f" version {result.model_version}" if result.model_version else ""
     skipped = f" ({result.skipped} with empty text skipped)" if result.skipped else ""
     print(f"labelled {result.sentences} sentences of {result.articles} articles{skipped} with "
           f"{result.model_uri}{version} in {result.seconds:.1f} s ({result.sentences / result.seconds:,.0f} "
-          f"sentences/s); wrote {result.output}/")
+          f"sentences/s); wrote {result.output.rstrip('/')}/")
     return 0
