@@ -166,3 +166,21 @@ def test_empty_and_missing_tracking_stores(tmp_path):
     with pytest.raises(ModelError, match=r"no registered model 'speechacts-classifier' in tracking store .* \(it has no "
                                          r"registered models\); train and register a model with"):
         load_classifier(tracking_uri=empty)
+
+
+def test_many_articles_in_one_batch_label_as_each_alone(registered):
+    classifier = load_classifier(registered.model_dir)
+    articles = [(SEED_NAME, SEED_ARTICLE.read_text(encoding="utf-8")), ("short", "Talks fail\nRussia denies it. We will respond.")]
+    together = classifier.predict_articles(articles)
+    assert together == [classifier.predict_article(text, source) for source, text in articles]
+    assert [p.position for p in together[1]] == [1, 2, 3]
+    with pytest.raises(DataError, match="article 'short' is empty; give its text"):
+        classifier.predict_articles([(SEED_NAME, articles[0][1]), ("short", " ")])
+
+
+def test_registered_version_pins_an_alias(registered):
+    assert api.registered_version("models:/speechacts-classifier@champion", registered.store) == "1"
+    assert api.registered_version("models:/speechacts-classifier@latest", registered.store) == "1"
+    assert api.registered_version("models:/speechacts-classifier/7", registered.store) == "7"
+    assert api.registered_version("models:/speechacts-classifier@nope", registered.store) is None
+    assert api.registered_version(str(registered.model_dir), registered.store) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -158,3 +159,20 @@ def test_a_bad_spark_setting_and_an_existing_output_are_refused(tmp_path, capsys
     (tmp_path / "o").mkdir()
     assert cli.main(["label", "-i", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "o"), "--conf", "a=b"]) == 2
     assert f"error: {tmp_path / 'o'} already exists; choose another --output or pass --overwrite" in capsys.readouterr().err
+
+
+def test_missing_pyspark_or_java_is_said_in_one_line(monkeypatch):
+    from speechacts.errors import EngineError
+
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # import fails as if pyspark were not installed
+    with pytest.raises(EngineError, match=r"pyspark is not installed; install the spark extra: pip install -e '.\[spark\]'"):
+        label.session("local[2]")
+    monkeypatch.undo()
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    monkeypatch.setattr(SparkSession, "getActiveSession", classmethod(lambda cls: None))
+    monkeypatch.setattr(label.shutil, "which", lambda name: None)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(EngineError, match="Java not found: Spark needs Java 17 or newer on PATH or in JAVA_HOME"):
+        label.session("local[2]")
