@@ -223,7 +223,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from speechacts.api import load_classifier
 
-    results = {"command": "python bench/bench_label.py " + " ".join(sys.argv[1:]),
+    results = {"command": " ".join(["python bench/bench_label.py", *sys.argv[1:]]),
                "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "master": args.master, "models": []}
     with tempfile.TemporaryDirectory() as tmp:
