@@ -110,13 +110,13 @@ SENTENCES = ["The ministry rejected the report as baseless.", "Talks will resume
 SEED_ARTICLE = ROOT / "seeds" / f"{SEED_NAME}.txt"
 
 
-def train_and_register(folder):
-    """One baseline job on the tiny corpus into a store in folder, with version 1 aliased @champion."""
+def train_and_register(folder, store: str | None = None):
+    """One baseline job on the tiny corpus into a store (default: SQLite in folder), the new version aliased @champion."""
     shutil.copytree(ROOT / "seeds", folder / "seeds")
     for name in ("seed_labels.csv", "seed_excluded.csv"):
         shutil.copy(ROOT / "data" / name, folder / name)
     write_rows(folder / "authored.csv", tiny_authored())
-    store = f"sqlite:///{folder / 'mlflow.db'}"
+    store = store or f"sqlite:///{folder / 'mlflow.db'}"
     overrides = tiny_overrides(store, f"data.train=[{folder / 'authored.csv'}]",
                                f"data.articles_dir={FIXTURES / 'articles'}", f"data.sources_dir={FIXTURES / 'sources'}",
                                f"data.test=[{folder / 'seed_labels.csv'}]", f"data.excluded={folder / 'seed_excluded.csv'}",

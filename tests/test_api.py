@@ -272,3 +272,21 @@ def test_predict_article_reads_each_sentence_with_its_context(tmp_path, monkeypa
     assert seen[-1] == ["", "Ministry sets out fines",
                         "We will impose fines on every unlicensed farm, the minister said."]
     assert predictions[2].label == "threat"
+
+
+def test_many_articles_in_one_batch_label_as_each_alone(registered):
+    classifier = load_classifier(registered.model_dir)
+    articles = [(SEED_NAME, SEED_ARTICLE.read_text(encoding="utf-8")), ("short", "Talks fail\nRussia denies it. We will respond.")]
+    together = classifier.predict_articles(articles)
+    assert together == [classifier.predict_article(text, source) for source, text in articles]
+    assert [p.position for p in together[1]] == [1, 2, 3]
+    with pytest.raises(DataError, match="article 'short' is empty; give its text"):
+        classifier.predict_articles([(SEED_NAME, articles[0][1]), ("short", " ")])
+
+
+def test_registered_version_pins_an_alias(registered):
+    assert api.registered_version("models:/speechacts-classifier@champion", registered.store) == "1"
+    assert api.registered_version("models:/speechacts-classifier@latest", registered.store) == "1"
+    assert api.registered_version("models:/speechacts-classifier/7", registered.store) == "7"
+    assert api.registered_version("models:/speechacts-classifier@nope", registered.store) is None
+    assert api.registered_version(str(registered.model_dir), registered.store) is None

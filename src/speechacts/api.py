@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,17 +115,28 @@ class SpeechActClassifier:
                         prior: str | None = None) -> list[Prediction]:
         """Segment like `prepare`, skip the lines that are not body sentences, label the rest in order,
         each read with its context in the article where the model was trained with one."""
+        return self.predict_articles([(source, text)], min_confidence, prior)[0]
+
+    def predict_articles(self, articles: Iterable[tuple[str, str]], min_confidence: float = 0.0,
+                         prior: str | None = None) -> list[list[Prediction]]:
+        """predict_article for each (source, text), with every body sentence labelled in one batch."""
         from speechacts.context import article_contexts, compose
         from speechacts.segment import segment_article
 
-        if not isinstance(text, str) or not text.strip():
-            raise DataError("the article is empty; give its text, one paragraph per line")
-        segments = segment_article(text, source)
-        sentences = [segment for segment in segments if segment.is_body]
-        around = article_contexts(segments)
-        contexts = [compose(self.context, *around[s.id]) for s in sentences]
-        predictions = self.predict([segment.text for segment in sentences], contexts, min_confidence, prior)
-        return [replace(p, position=s.index, kind=s.kind) for p, s in zip(predictions, sentences)]
+        per_article, contexts = [], []
+        for source, text in articles:
+            if not isinstance(text, str) or not text.strip():
+                named = "the article" if source == "article" else f"article {source!r}"
+                raise DataError(f"{named} is empty; give its text, one paragraph per line")
+            segments = segment_article(text, source)
+            sentences = [segment for segment in segments if segment.is_body]
+            around = article_contexts(segments)
+            contexts += [compose(self.context, *around[s.id]) for s in sentences]
+            per_article.append(sentences)
+        texts = [segment.text for sentences in per_article for segment in sentences]
+        predictions = iter(self.predict(texts, contexts, min_confidence, prior) if texts else [])
+        return [[replace(next(predictions), position=s.index, kind=s.kind) for s in sentences]
+                for sentences in per_article]
 
 
 def check_confidence(value: float) -> None:
@@ -152,6 +164,36 @@ def load_classifier(source: str | Path | None = None, tracking_uri: str | None =
     source = str(source or DEFAULT_SOURCE)
     model_dir = resolve(source, tracking_uri)
     return SpeechActClassifier(load_model(model_dir), model_dir, source)
+
+
+def registered_version(source: str, tracking_uri: str | None = None) -> str | None:
+    """The version a models:/NAME@ALIAS or models:/NAME/VERSION source names now; None for other sources,
+    or where the registry does not know it (load_classifier then says what is missing)."""
+    parsed = parse_models_uri(source)
+    if parsed is None:
+        return None
+    name, alias, version = parsed
+    if version:
+        return version
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = store_uri(tracking_uri)
+    db = sqlite_file(uri)
+    if db is not None and not db.is_file():
+        return None  # MLflow would create an empty store here
+    if uri.startswith(("http://", "https://")):
+        from speechacts.tracking import probe
+
+        probe(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        if alias.lower() == "latest":
+            versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")]
+            return str(max(versions)) if versions else None
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
 
 
 def resolve(source: str, tracking_uri: str | None = None) -> Path:

@@ -181,6 +181,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return predict.main(args)
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    from speechacts import label
+
+    return label.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechacts", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -285,6 +291,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "jsonl"), default=None,
                    help="table (default on a terminal) or jsonl: one JSON object per sentence (default in a pipe)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("label", help="label every body sentence of a corpus of articles on Spark, into Parquet")
+    p.add_argument("--input", "-i", required=True, metavar="PATH",
+                   help="the articles: Parquet (file or folder) or JSON lines, columns id and text, "
+                        "optionally date and source")
+    p.add_argument("--output", "-o", required=True, metavar="PATH", help="the folder of Parquet files to write")
+    p.add_argument("--format", choices=("parquet", "jsonl"), default=None,
+                   help="the input's format (default: from the file names)")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    p.add_argument("--model", "-m", default=None, metavar="SOURCE",
+                   help="a model directory, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION "
+                        "(default models:/speechacts-classifier@champion)")
+    p.add_argument("--tracking-uri", default=None, metavar="URI",
+                   help="the MLflow store for runs:/ and models:/ (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--master", default="local[2]",
+                   help="the Spark master: local[N], spark://HOST:7077, yarn, k8s://... (default local[2])")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark setting, e.g. --conf spark.executor.memory=4g (repeatable)")
+    p.set_defaults(func=cmd_label)
     return parser
 
 

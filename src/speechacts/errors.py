@@ -34,3 +34,7 @@ class Terminated(BaseException):
 
 class SweepError(SpeechactsError):
     """A sweep cannot use its study store, or ended without a result."""
+
+
+class EngineError(SpeechactsError):
+    """An engine the job runs on (Spark, Java) is missing or cannot start."""
