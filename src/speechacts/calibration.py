@@ -83,26 +83,15 @@ def fit_temperature(proba: np.ndarray, labels: list[str]) -> float:
     return float(np.exp(result.x))
 
 
-def expected_calibration_error(proba: np.ndarray, labels: list[str], bins: int = ECE_BINS) -> float:
-    """Sum over equal-width bins of the top probability: |accuracy - confidence| x share of rows."""
+def top_and_correct(proba: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top probability, and whether its label is the true one."""
     proba = np.asarray(proba)
-    confidence = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == np.array([LABELS.index(label) for label in labels])
-    edges = np.linspace(0, 1, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        held = index == b
-        if held.any():
-            ece += held.mean() * abs(correct[held].mean() - confidence[held].mean())
-    return float(ece)
+    return proba.max(axis=1), proba.argmax(axis=1) == np.array([LABELS.index(label) for label in labels])
 
 
 def reliability(proba: np.ndarray, labels: list[str], bins: int = ECE_BINS) -> list[dict]:
-    """Per bin of the top probability: its range, rows, mean confidence and accuracy."""
-    proba = np.asarray(proba)
-    confidence = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == np.array([LABELS.index(label) for label in labels])
+    """Per equal-width bin of the top probability: its range, rows, mean confidence and accuracy."""
+    confidence, correct = top_and_correct(proba, labels)
     edges = np.linspace(0, 1, bins + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
     return [{"low": float(edges[b]), "high": float(edges[b + 1]), "rows": int((index == b).sum()),
@@ -111,11 +100,16 @@ def reliability(proba: np.ndarray, labels: list[str], bins: int = ECE_BINS) -> l
             for b in range(bins)]
 
 
+def expected_calibration_error(proba: np.ndarray, labels: list[str], bins: int = ECE_BINS) -> float:
+    """Sum over equal-width bins of the top probability: |accuracy - confidence| x share of rows."""
+    rows = len(labels)
+    return float(sum(b["rows"] / rows * abs(b["accuracy"] - b["confidence"])
+                     for b in reliability(proba, labels, bins) if b["rows"]))
+
+
 def coverage_curve(proba: np.ndarray, labels: list[str], thresholds=None) -> list[dict]:
     """For each confidence threshold: the share of sentences at or above it, and their accuracy."""
-    proba = np.asarray(proba)
-    confidence = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == np.array([LABELS.index(label) for label in labels])
+    confidence, correct = top_and_correct(proba, labels)
     thresholds = np.round(np.arange(0.2, 1.0, 0.05), 2) if thresholds is None else thresholds
     out = []
     for t in thresholds:

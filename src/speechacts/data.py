@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from speechacts import copycheck
@@ -258,6 +258,22 @@ def article_row_problems(rows: list[Row], excluded: list[Row], segmented: dict[s
     return problems
 
 
+def placed_in(segments: list[Segment]):
+    """A function giving a row of these segments' articles its kind (headline, standfirst, body)
+    and its context (previous sentence, headline); a row whose id names no segment keeps its own
+    (validation reports it)."""
+    kinds = {seg.id: seg.kind for seg in segments}
+    around = article_contexts(segments)
+
+    def place(row: Row) -> Row:
+        if row.id not in kinds:
+            return row
+        previous, headline = around.get(row.id, ("", ""))
+        return replace(row, kind=kinds[row.id], previous=previous, headline=headline)
+
+    return place
+
+
 def read_articles(articles_dir: Path) -> tuple[dict[str, Article], list[Row], list[str]]:
     """The authored articles, the rows of their label sheets, and what is wrong with them."""
     if not articles_dir.is_dir():
@@ -275,14 +291,11 @@ def read_articles(articles_dir: Path) -> tuple[dict[str, Article], list[Row], li
             continue
         found, sheet_problems = read_label_file(sheet)
         problems += sheet_problems
-        kinds = {seg.id: seg.kind for seg in articles[name].segments}
-        around = article_contexts(articles[name].segments)
+        place = placed_in(articles[name].segments)
         for row in found:
             if row.source != name:
                 problems.append(f"{row.where}: source {row.source!r} differs from its article {name!r}")
-        rows += [Row(**{**row.__dict__, "kind": kinds.get(row.id, "body"), "topic": meta.get("dispute", ""),
-                        "previous": around.get(row.id, ("", ""))[0], "headline": around.get(row.id, ("", ""))[1]})
-                 for row in found]
+        rows += [place(replace(row, topic=meta.get("dispute", ""), kind="body")) for row in found]
     for sheet in sorted(articles_dir.glob("*.csv")):
         if not sheet.with_suffix(".txt").is_file():
             problems.append(f"{sheet}: a label sheet with no article {sheet.with_suffix('.txt').name} beside it")
@@ -319,15 +332,12 @@ def validate(cfg: DataConfig) -> Corpus:
     """Read and check every label file, the excluded file, the seed and the authored articles."""
     seed_texts = {name: read_article(path) for name, path in seed_articles(cfg.seeds_dir).items()}
     seeds = {name: segment_article(text, name) for name, text in seed_texts.items()}
-    seed_kinds = {seg.id: seg.kind for segs in seeds.values() for seg in segs}
-    seed_around = {k: v for segs in seeds.values() for k, v in article_contexts(segs).items()}
+    place = placed_in([seg for segs in seeds.values() for seg in segs])
     train, test, problems = [], [], []
     for files, bucket in ((cfg.train, train), (cfg.test, test)):
         for path in files:
             rows, found = read_label_file(path)
-            bucket.extend(Row(**{**r.__dict__, "kind": seed_kinds[r.id], "previous": seed_around.get(r.id, ("", ""))[0],
-                                 "headline": seed_around.get(r.id, ("", ""))[1]})
-                          if r.source in seeds and r.id in seed_kinds else r for r in rows)
+            bucket.extend(place(r) if r.source in seeds else r for r in rows)
             problems.extend(found)
     articles: dict[str, Article] = {}
     if cfg.articles_dir is not None:
