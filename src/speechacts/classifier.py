@@ -19,7 +19,7 @@ import numpy as np
 
 from speechacts.calibration import PostProcess
 from speechacts.errors import ModelError
-from speechacts.labels import LABELS
+from speechacts.labels import LABELS, top_labels
 
 META_FILE = "speechacts.json"
 FORMAT_VERSION = 1
@@ -78,7 +78,7 @@ class Classifier:
 
     def predict(self, texts: list[str], contexts: list[str] | None = None) -> list[str]:
         proba = self.predict_proba(texts, contexts)
-        return [LABELS[i] for i in proba.argmax(axis=1)]
+        return top_labels(proba)
 
     def save(self, path: str | Path, config: dict[str, Any] | None = None) -> Path:
         """Write the model directory under a temporary name and rename it when complete, so a kill

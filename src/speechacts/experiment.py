@@ -59,7 +59,7 @@ def configs(spec: ExperimentSpec, overrides: list[str]) -> list[Config]:
 
 def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
     """Train every recipe of the experiment, alias the best registered model, print the comparison."""
-    from speechacts import compare, distributed, tracking, train
+    from speechacts import compare, distributed, store, tracking, train
 
     spec = load_spec(path)
     cfgs = configs(spec, list(overrides))
@@ -76,5 +76,5 @@ def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
         tracking.set_alias(registered, spec.champion_alias, best.model_version)
         print(f"\n{best.name} has the best out-of-fold article macro-F1 ({best.headline[0]:.3f}): "
               f"models:/{registered}@{spec.champion_alias} is now version {best.model_version}")
-    compare.run(spec.experiment, tracking_uri=tracking.tracking_uri(cfgs[0].tracking))
+    compare.run(spec.experiment, tracking_uri=store.tracking_uri(configured=cfgs[0].tracking.uri))
     return results

@@ -12,7 +12,7 @@ from speechacts.classifier import Classifier
 from speechacts.config import TransformerModel
 from speechacts.distributed import world_size
 from speechacts.errors import ModelError
-from speechacts.labels import ID2LABEL, LABEL2ID, LABELS
+from speechacts.labels import ID2LABEL, LABEL2ID, LABELS, top_labels
 from speechacts.models.hf import (
     at_limit,
     length_batches,
@@ -119,8 +119,7 @@ class TransformerClassifier(Classifier):
                                                      weight=None if weights is None else weights.to(logits.device))
 
         def compute_metrics(prediction):
-            predicted = [LABELS[i] for i in np.asarray(prediction.predictions).argmax(axis=1)]
-            return scores([LABELS[i] for i in prediction.label_ids], predicted)
+            return scores([LABELS[i] for i in prediction.label_ids], top_labels(np.asarray(prediction.predictions)))
 
         device = pick_device(cfg.device)
         processes = world_size()
