@@ -9,8 +9,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from speechacts.errors import ConfigError
+from speechacts.models import FAMILIES
 
-FAMILIES = ("baseline", "transformer", "embeddings")
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 
 

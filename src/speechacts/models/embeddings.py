@@ -13,7 +13,7 @@ from speechacts.classifier import Classifier
 from speechacts.config import EmbeddingsModel
 from speechacts.errors import ModelError
 from speechacts.models import safe_skops
-from speechacts.models.baseline import aligned_proba
+from speechacts.models.common import aligned_proba
 from speechacts.models.hf import (
     at_limit,
     length_batches,
