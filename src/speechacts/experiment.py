@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from speechacts.config import AnyPath, Config, ConfigError, Strict, describe, load_config, read_yaml
+from speechacts.config import AnyPath, Config, ConfigError, Strict, load_config, read_yaml, validate
 
 CHAMPION = "champion"
 
@@ -34,12 +34,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     if "space" in tree and "runs" not in tree:
         raise ConfigError(f"{path}: a sweep file (it declares a space:), not an experiment; run `speechacts sweep "
                           f"{path}`")
-    tree.setdefault("name", Path(path).stem)
-    try:
-        return ExperimentSpec.model_validate(tree)
-    except ValidationError as exc:
-        problems = "\n  ".join(describe(e) for e in exc.errors())
-        raise ConfigError(f"{path}: invalid experiment\n  {problems}") from None
+    return validate(tree, str(path), ExperimentSpec, "experiment")
 
 
 def configs(spec: ExperimentSpec, overrides: list[str]) -> list[Config]:

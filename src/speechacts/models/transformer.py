@@ -137,6 +137,8 @@ class TransformerClassifier(Classifier):
                 per_device_eval_batch_size=-(-max(64, cfg.batch_size) // processes) * processes,
                 accelerator_config={"split_batches": True}, average_tokens_across_devices=False,
                 ddp_find_unused_parameters=False,
+                # not a slip: since transformers 5, warmup_steps below 1 is a fraction of the training
+                # steps (TrainingArguments.get_warmup_steps), and warmup_ratio is deprecated (PR #41326)
                 warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
                 eval_strategy="epoch" if eval_set else "no", logging_strategy="epoch",
                 save_strategy="epoch" if cfg.save_checkpoints else "no", report_to="none",
