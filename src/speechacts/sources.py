@@ -1,15 +1,16 @@
 """Resolving a source to the local speechacts model directory it names.
 
 A source is a model directory written by `speechacts train` (or an MLflow model folder holding
-one), `runs:/RUN_ID/model`, `models:/NAME@ALIAS` or `models:/NAME/VERSION`; the store comes from
-store.tracking_uri. A local model directory never imports mlflow. Where the store is a local
+one), `runs:/RUN_ID/model`, `models:/NAME@ALIAS` or `models:/NAME/VERSION`, looked up in the store
+store.tracking_uri names. A local model directory never imports mlflow. Where the store is a local
 SQLite file whose schema is one the tests pin (SCHEMA_VERSIONS), models:/NAME@ALIAS and
 models:/NAME/VERSION are read with sqlite3 (read-only), so labelling does not wait seconds for
-`import mlflow` and MLflow's store set-up. MLflow itself reads the rest, and each such fallback
-is logged: runs:/ URIs, @latest, stage names, servers and other databases, a schema version the
-tests do not pin, artifacts that are not in a local folder, and whatever the direct read does not
-find. The direct read raises itself, without MLflow, for a store file that is missing, empty
-(no registry) or not an SQLite database, and for a version that is not READY.
+`import mlflow` and MLflow's store set-up. Everything else goes through MLflow: runs:/ URIs,
+@latest, stage names, MLflow workspaces, servers and other databases (none of these is logged),
+and, with the reason logged, what the direct read tried but could not answer: a schema version the
+tests do not pin, an sqlite3 error, a name, alias or version it did not find, artifacts that are
+not in a local folder. Without MLflow, a store file that is missing, empty (no registry) or not an
+SQLite database is refused, and so is a version that is not READY.
 """
 
 from __future__ import annotations
@@ -124,9 +125,9 @@ VERSION_SQL = """SELECT version, status, coalesce(nullif(storage_location, ''), 
 def sqlite_registry_root(db: Path, source: str, uri: str) -> Path | None:
     """Read models:/NAME@ALIAS or models:/NAME/VERSION straight from a local MLflow database.
 
-    Returns None (MLflow reads it instead, and the reason is logged) for what this does not cover:
-    runs:/ URIs, @latest, stage names, workspaces, an artifact location that is not a local folder,
-    a schema version the tests do not pin, a name, alias or version it does not find.
+    Returns None (MLflow reads it instead) for what this does not cover: runs:/ URIs, @latest, stage
+    names, workspaces; and, logging the reason, for an artifact location that is not a local folder,
+    a schema version the tests do not pin, an sqlite3 error, a name, alias or version it does not find.
     """
     parsed = parse_models_uri(source)
     if parsed is None or os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true"):
