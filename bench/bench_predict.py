@@ -212,7 +212,7 @@ def register(classifier, folder: Path) -> str:
 
     from speechacts import tracking
     from speechacts.config import TrackingConfig
-    from speechacts.inference import proba_frame
+    from speechacts.serving import proba_frame
 
     cfg = TrackingConfig(uri=f"sqlite:///{folder / 'mlflow.db'}", experiment="bench")
     tracking.connect(cfg)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SEED_ARTICLE, SEED_NAME, SENTENCES, read_rows, tiny_model, train_and_register
-from speechacts import api, load_classifier
+from speechacts import api, load_classifier, sources
 from speechacts.classifier import load_model
 from speechacts.errors import DataError, ModelError, TrackingError
 from speechacts.labels import LABELS
+from speechacts.store import sqlite_file
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,12 @@ def test_default_source_is_the_champion_in_the_store_from_the_environment(regist
 
 def test_direct_sqlite_read_finds_the_same_model_as_mlflow(registered):
     for source in ("models:/speechacts-classifier@champion", "models:/speechacts-classifier/1"):
-        direct = api.sqlite_registry_root(api.sqlite_file(registered.store), source, registered.store)
-        assert direct is not None and direct == api.mlflow_root(source, registered.store)
+        direct = sources.sqlite_registry_root(sqlite_file(registered.store), source, registered.store)
+        assert direct is not None and direct == sources.mlflow_root(source, registered.store)
 
 
 def test_an_mlflow_model_folder_is_a_source_too(registered):
-    root = api.registry_root("models:/speechacts-classifier@champion", registered.store)
+    root = sources.registry_root("models:/speechacts-classifier@champion", registered.store)
     assert load_classifier(root).model_dir == root / "artifacts" / "model"
 
 
@@ -154,7 +155,7 @@ def test_unknown_alias_version_model_or_run(registered, source, message):
 
 def test_mlflow_route_gives_the_same_message_for_an_unknown_alias(registered):
     with pytest.raises(ModelError, match="has no alias 'nope' .*its aliases: @champion"):
-        api.mlflow_root("models:/speechacts-classifier@nope", registered.store)
+        sources.mlflow_root("models:/speechacts-classifier@nope", registered.store)
 
 
 def test_empty_and_missing_tracking_stores(tmp_path):
@@ -184,7 +185,7 @@ def test_the_schema_the_direct_read_trusts_is_the_installed_mlflow_head():
     from mlflow.store.db.utils import _get_alembic_config
 
     heads = set(ScriptDirectory.from_config(_get_alembic_config("sqlite://")).get_heads())
-    assert heads <= api.SCHEMA_VERSIONS
+    assert heads <= sources.SCHEMA_VERSIONS
 
 
 def copy_store(registered, folder, schema: str | None = None) -> str:
@@ -192,7 +193,7 @@ def copy_store(registered, folder, schema: str | None = None) -> str:
     import sqlite3
 
     db = folder / "copy.db"
-    shutil.copy(api.sqlite_file(registered.store), db)
+    shutil.copy(sqlite_file(registered.store), db)
     if schema is not None:
         with sqlite3.connect(db) as con:
             con.execute("UPDATE alembic_version SET version_num = ?", (schema,))
@@ -202,20 +203,20 @@ def copy_store(registered, folder, schema: str | None = None) -> str:
 def test_an_unpinned_schema_version_goes_through_mlflow_and_is_logged(registered, tmp_path, caplog, monkeypatch):
     store = copy_store(registered, tmp_path, schema="ffffffffffff")
     asked = []
-    monkeypatch.setattr(api, "mlflow_root", lambda source, uri: asked.append((source, uri)) or registered.model_dir)
-    with caplog.at_level("INFO", logger="speechacts.api"):
-        assert api.registry_root("models:/speechacts-classifier@champion", store) == registered.model_dir
+    monkeypatch.setattr(sources, "mlflow_root", lambda source, uri: asked.append((source, uri)) or registered.model_dir)
+    with caplog.at_level("INFO", logger="speechacts.sources"):
+        assert sources.registry_root("models:/speechacts-classifier@champion", store) == registered.model_dir
     assert asked == [("models:/speechacts-classifier@champion", store)]
-    assert [r.getMessage() for r in caplog.records if r.name == "speechacts.api"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "speechacts.sources"] == [
         "asking MLflow for models:/speechacts-classifier@champion: its schema version ffffffffffff is not one the "
         "direct read was tested on"]
 
 
 def test_what_the_direct_read_does_not_find_goes_through_mlflow_and_is_logged(registered, caplog, monkeypatch):
     calls = []
-    real = api.mlflow_root
-    monkeypatch.setattr(api, "mlflow_root", lambda source, uri: calls.append(source) or real(source, uri))
-    with caplog.at_level("INFO", logger="speechacts.api"), pytest.raises(ModelError, match="has no alias 'nope'"):
+    real = sources.mlflow_root
+    monkeypatch.setattr(sources, "mlflow_root", lambda source, uri: calls.append(source) or real(source, uri))
+    with caplog.at_level("INFO", logger="speechacts.sources"), pytest.raises(ModelError, match="has no alias 'nope'"):
         load_classifier("models:/speechacts-classifier@nope", tracking_uri=registered.store)
     assert calls == ["models:/speechacts-classifier@nope"]
     assert "asking MLflow for models:/speechacts-classifier@nope: the direct read did not find it" in caplog.text
@@ -223,7 +224,7 @@ def test_what_the_direct_read_does_not_find_goes_through_mlflow_and_is_logged(re
 
 def test_a_pinned_schema_is_read_directly_without_mlflow(registered, tmp_path, monkeypatch):
     store = copy_store(registered, tmp_path)
-    monkeypatch.setattr(api, "mlflow_root", lambda source, uri: pytest.fail("asked MLflow"))
+    monkeypatch.setattr(sources, "mlflow_root", lambda source, uri: pytest.fail("asked MLflow"))
     assert load_classifier("models:/speechacts-classifier@champion", tracking_uri=store).model_dir.is_dir()
 
 
@@ -232,7 +233,7 @@ def test_the_mlflow_route_reads_the_store_it_is_given_not_the_last_one_used(regi
     mlflow.MlflowClient(empty).search_experiments()
     mlflow.set_tracking_uri(registered.store)  # as a training job in the same process leaves it
     with pytest.raises(ModelError, match="no registered model 'speechacts-classifier' in tracking store sqlite:///"):
-        api.mlflow_root("models:/speechacts-classifier@champion", empty)
+        sources.mlflow_root("models:/speechacts-classifier@champion", empty)
 
 
 def test_min_confidence_marks_unsure_labels_without_changing_them(tmp_path):
@@ -285,8 +286,8 @@ def test_many_articles_in_one_batch_label_as_each_alone(registered):
 
 
 def test_registered_version_pins_an_alias(registered):
-    assert api.registered_version("models:/speechacts-classifier@champion", registered.store) == "1"
-    assert api.registered_version("models:/speechacts-classifier@latest", registered.store) == "1"
-    assert api.registered_version("models:/speechacts-classifier/7", registered.store) == "7"
-    assert api.registered_version("models:/speechacts-classifier@nope", registered.store) is None
-    assert api.registered_version(str(registered.model_dir), registered.store) is None
+    assert sources.registered_version("models:/speechacts-classifier@champion", registered.store) == "1"
+    assert sources.registered_version("models:/speechacts-classifier@latest", registered.store) == "1"
+    assert sources.registered_version("models:/speechacts-classifier/7", registered.store) == "7"
+    assert sources.registered_version("models:/speechacts-classifier@nope", registered.store) is None
+    assert sources.registered_version(str(registered.model_dir), registered.store) is None

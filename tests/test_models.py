@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import typing
 
 import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_authored
 from speechacts.classifier import build, load_model, read_meta
-from speechacts.config import BaselineModel, EmbeddingsModel, TransformerModel
+from speechacts.config import BaselineModel, EmbeddingsModel, ModelConfig, TransformerModel, validate
 from speechacts.errors import ModelError
 from speechacts.labels import ID2LABEL, LABELS
+from speechacts.models import FAMILIES, family_class
 
 ROWS = tiny_authored()
 TEXTS = [r["text"] for r in ROWS]
@@ -250,7 +252,7 @@ def broken_meta(tmp_path, tiny_bert, family: str, change) -> str:
     ("baseline", lambda meta: [meta], r"speechacts.json: expected a JSON object with format_version, family, labels "
                                       "and config, got a list"),
     ("baseline", lambda meta: {k: v for k, v in meta.items() if k != "family"},
-     r"speechacts.json: no family; expected baseline, transformer or embeddings"),
+     r"speechacts.json: no family; expected one of baseline, transformer, embeddings"),
     ("baseline", lambda meta: {**meta, "config": "none"}, "speechacts.json: config must be an object, got str"),
     ("transformer", lambda meta: {**meta, "config": {}}, r"speechacts.json: no model config \(config.model\), which "
                                                          "the transformer family needs to load"),
@@ -268,3 +270,20 @@ def test_damaged_model_metadata_is_one_clear_error(tmp_path, tiny_bert, capsys, 
     assert main(["predict", "--model", saved, "Talks resume."]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_config_schema_and_the_registry_name_the_same_families():
+    schemas = typing.get_args(typing.get_args(ModelConfig)[0])
+    assert sorted(schema.model_fields["family"].default for schema in schemas) == sorted(FAMILIES)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_registered_family_builds_from_its_config_section(family):
+    schema = validate({"name": "x", "model": {"family": family}}, origin="test").model
+    assert family_class(family).family == schema.family == family
+
+
+def test_an_unknown_family_is_refused_by_name():
+    with pytest.raises(ModelError, match="unknown model family 'forest'; expected one of baseline, transformer, "
+                                         "embeddings"):
+        family_class("forest")

@@ -106,7 +106,7 @@ BAD_INPUTS = [
     (["--model", "{model}", "Talks resume.", " \t"], "sentence 2 is empty or only whitespace"),
     (["--model", "{model}", "--file", "{tmp}/empty.txt"], "empty.txt: empty, nothing to label"),
     (["--model", "{model}", "--file", "{tmp}/blank.txt", "--lines"], "blank.txt: empty, nothing to label"),
-    (["--model", "{model}", "--file", "{tmp}/latin1.txt"], "latin1.txt: not UTF-8 (byte 0xe9 at offset 9); save it "
+    (["--model", "{model}", "--file", "{tmp}/latin1.txt"], "latin1.txt line 1: not UTF-8 (byte 0xe9 at offset 9); save it "
                                                             "as UTF-8"),
     (["--model", "{model}", "--file", "{tmp}/missing.txt"], "missing.txt: file not found"),
     (["--model", "{model}", "--file", "{tmp}/empty.txt", "Talks resume."], "give sentences as arguments or --file, "
@@ -147,7 +147,7 @@ def test_bad_input_is_one_error_line_and_exit_2(bad_files, capsys, args, message
 
 @pytest.mark.parametrize("data, tty, message", [
     (b"", False, "standard input: empty, nothing to label"),
-    (b"Talks \xff resume.", False, "standard input: not UTF-8 (byte 0xff at offset 6); save it as UTF-8"),
+    (b"Talks \xff resume.", False, "standard input line 1: not UTF-8 (byte 0xff at offset 6); save it as UTF-8"),
     (b"", True, "nothing to label: give sentences as arguments, --file PATH, or pipe text to standard input"),
 ])
 def test_bad_standard_input(registered, capsys, monkeypatch, data, tty, message):

@@ -96,7 +96,7 @@ def test_photo_title_before_a_caption_is_left_out():
 def test_article_that_is_not_utf8(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("Caf\xe9 talks".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1.txt: not UTF-8 \(byte 0xe9 at offset 3\)"):
+    with pytest.raises(DataError, match=r"latin1.txt line 1: not UTF-8 \(byte 0xe9 at offset 3\)"):
         read_article(path)
 
 

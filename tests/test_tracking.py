@@ -166,3 +166,16 @@ def test_four_parallel_first_trains_on_a_new_store_all_succeed(project, store):
     assert len(parents) == 4 and {r.info.status for r in parents} == {"FINISHED"}
     versions = mlflow.MlflowClient(store).search_model_versions("name = 'speechacts-classifier'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]
+
+
+def test_a_bug_while_connecting_is_not_reported_as_an_unreachable_store(tmp_path, monkeypatch):
+    """connect turns only the errors of a store (MLflow's, sqlalchemy's, requests', the file system's)
+    into TrackingError; anything else is a bug and keeps its own type and traceback."""
+    from speechacts.config import TrackingConfig
+
+    def broken(client):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(tracking, "end_dead_runs", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        tracking.connect(TrackingConfig(uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="tests"))

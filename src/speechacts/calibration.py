@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from speechacts.errors import ModelError
-from speechacts.labels import LABELS
+from speechacts.labels import LABELS, top_labels
 
 PRIOR_METHODS = ("none", "articles", "em")
 FILE = "postprocess.json"
@@ -86,7 +86,7 @@ def fit_temperature(proba: np.ndarray, labels: list[str]) -> float:
 def top_and_correct(proba: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Each row's top probability, and whether its label is the true one."""
     proba = np.asarray(proba)
-    return proba.max(axis=1), proba.argmax(axis=1) == np.array([LABELS.index(label) for label in labels])
+    return proba.max(axis=1), np.array(top_labels(proba)) == np.array(labels)
 
 
 def reliability(proba: np.ndarray, labels: list[str], bins: int = ECE_BINS) -> list[dict]:

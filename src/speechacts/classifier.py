@@ -2,7 +2,8 @@
 
 A saved model is a directory holding `speechacts.json` (family, labels, resolved config,
 package versions) next to the family's own files. `load_model(path)` reads that file and
-hands the directory to the right family, so inference never asks which family it holds.
+hands the directory to the family the registry (models.FAMILIES) names, so inference never
+asks which family it holds, and a new family needs no change here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 
 from speechacts.calibration import PostProcess
 from speechacts.errors import ModelError
-from speechacts.labels import LABELS
+from speechacts.labels import LABELS, top_labels
+from speechacts.models import FAMILIES, family_class
 
 META_FILE = "speechacts.json"
 FORMAT_VERSION = 1
@@ -78,7 +80,7 @@ class Classifier:
 
     def predict(self, texts: list[str], contexts: list[str] | None = None) -> list[str]:
         proba = self.predict_proba(texts, contexts)
-        return [LABELS[i] for i in proba.argmax(axis=1)]
+        return top_labels(proba)
 
     def save(self, path: str | Path, config: dict[str, Any] | None = None) -> Path:
         """Write the model directory under a temporary name and rename it when complete, so a kill
@@ -136,9 +138,9 @@ def read_meta(path: Path) -> dict[str, Any]:
                          f"{FORMAT_VERSION}: retrain it or install the version that saved it")
     if tuple(meta.get("labels", ())) != LABELS:
         raise ModelError(f"{path}: saved with labels {meta.get('labels')}, this speechacts uses {list(LABELS)}")
-    if meta.get("family") not in ("baseline", "transformer", "embeddings"):
+    if meta.get("family") not in FAMILIES:
         got = f"family {meta['family']!r}" if "family" in meta else "no family"
-        raise ModelError(f"{meta_path}: {got}; expected baseline, transformer or embeddings. The file is damaged "
+        raise ModelError(f"{meta_path}: {got}; expected one of {', '.join(FAMILIES)}. The file is damaged "
                          "or was not written by `speechacts train`")
     if not isinstance(meta.get("config", {}), dict):
         raise ModelError(f"{meta_path}: config must be an object, got {type(meta['config']).__name__}")
@@ -160,20 +162,6 @@ def saved_model_config(path: Path, meta: dict[str, Any], schema):
         key = ".".join(str(p) for p in ("config", "model", *first["loc"]))
         raise ModelError(f"{path / META_FILE}: {key}: {first['msg']}; the file is damaged or was written by "
                          "another speechacts version") from None
-
-
-def family_class(family: str) -> type[Classifier]:
-    """The Classifier subclass of a family; heavy imports happen only for the family asked for."""
-    if family == "baseline":
-        from speechacts.models.baseline import BaselineClassifier
-        return BaselineClassifier
-    if family == "transformer":
-        from speechacts.models.transformer import TransformerClassifier
-        return TransformerClassifier
-    if family == "embeddings":
-        from speechacts.models.embeddings import EmbeddingsClassifier
-        return EmbeddingsClassifier
-    raise ModelError(f"unknown model family {family!r}; expected baseline, transformer or embeddings")
 
 
 def load_model(path: str | Path) -> Classifier:

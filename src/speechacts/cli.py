@@ -300,11 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("parquet", "jsonl"), default=None,
                    help="the input's format (default: from the file names)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    p.add_argument("--model", "-m", default=None, metavar="SOURCE",
-                   help="a model directory, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION "
-                        "(default models:/speechacts-classifier@champion)")
-    p.add_argument("--tracking-uri", default=None, metavar="URI",
-                   help="the MLflow store for runs:/ and models:/ (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--model", "-m", default=None, metavar="SOURCE", help=model_help)
+    p.add_argument("--tracking-uri", default=None, metavar="URI", help=store_help)
     p.add_argument("--master", default="local[2]",
                    help="the Spark master: local[N], spark://HOST:7077, yarn, k8s://... (default local[2])")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",

@@ -9,14 +9,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from speechacts.errors import ConfigError
+from speechacts.models import FAMILIES
 
-FAMILIES = ("baseline", "transformer", "embeddings")
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 
 
 class Strict(BaseModel):
-    """A config section: unknown keys and wrong types are refused; a number or a boolean written as a
-    string ("5", "yes") is a wrong type. Only paths and pairs are converted (from strings, from lists)."""
+    """A config section: unknown keys and wrong types are refused (strict=True); a number or a boolean
+    written as a string ("5", "yes") is a wrong type, an integer where a float is asked is not. Only
+    paths and pairs are converted (from strings, from lists: AnyPath and IntPair below)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -141,7 +142,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, or raise ConfigError naming the file."""
+    """Read a YAML mapping, its `name` defaulting to the file's stem, or raise ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -151,6 +152,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(tree).__name__}")
+    tree.setdefault("name", path.stem)
     return tree
 
 
@@ -182,16 +184,19 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Load a recipe, apply overrides, validate once; errors name the file and dotted key."""
     path = Path(path)
     tree = apply_overrides(read_yaml(path), list(overrides))
-    tree.setdefault("name", path.stem)
     return validate(tree, origin=str(path) + (f" (overrides: {' '.join(overrides)})" if overrides else ""))
 
 
-def validate(tree: dict[str, Any], origin: str) -> Config:
+def validate(tree: dict[str, Any], origin: str, schema: type[Strict] = Config, what: str = "config",
+             explain=None, one_line: bool = False):
+    """The tree as a schema (a run config by default), or a ConfigError naming origin and each wrong
+    dotted key (as `explain` words it: describe by default), one a line or all on one line."""
     try:
-        return Config.model_validate(tree)
+        return schema.model_validate(tree)
     except ValidationError as exc:
-        problems = [describe(err) for err in exc.errors()]
-        raise ConfigError(f"{origin}: invalid config\n  " + "\n  ".join(problems)) from None
+        problems = [(explain or describe)(err) for err in exc.errors()]
+        shown = ": " + "; ".join(problems) if one_line else "\n  " + "\n  ".join(problems)
+        raise ConfigError(f"{origin}: invalid {what}{shown}") from None
 
 
 def describe(err: dict[str, Any]) -> str:

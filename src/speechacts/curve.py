@@ -21,7 +21,7 @@ from speechacts.classifier import build
 from speechacts.config import Config
 from speechacts.data import Row, select, validate
 from speechacts.errors import DataError
-from speechacts.labels import LABELS
+from speechacts.labels import top_labels
 
 EXPERIMENT_SUFFIX = "-curves"  # kept apart from the training runs that `compare` reads
 
@@ -137,8 +137,8 @@ def fit_point(cfg: Config, rows: list[Row], folds: list[evaluation.Fold], trains
         for fold, train in zip(folds, trains):
             model = build(cfg.model, cfg.seed).fit([texts[i] for i in train], [labels[i] for i in train], pick(train))
             proba = model.predict_proba([texts[i] for i in fold.test], pick(fold.test))
-            predicted = [LABELS[i] for i in proba.argmax(axis=1)]
-            scores.append(subset_scores([rows[i] for i in fold.test], [labels[i] for i in fold.test], predicted))
+            scores.append(subset_scores([rows[i] for i in fold.test], [labels[i] for i in fold.test],
+                                        top_labels(proba)))
             ratios.append(len(fold.test) / (len(fold.test) + len(train)))
         summary = evaluation.summarise_folds(scores, float(np.mean(ratios)), cfg.evaluation.confidence)
         point = Point(fraction, float(np.mean([len(t) for t in trains])),

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from speechacts import copycheck
+from speechacts import copycheck, utf8
 from speechacts.config import DataConfig
 from speechacts.context import article_contexts
 from speechacts.errors import DataError
@@ -102,15 +102,7 @@ def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = 
     """Rows of a UTF-8 CSV as dicts with a '_line' key; refuses bad encoding and columns."""
     if not path.is_file():
         raise DataError(f"{path}: data file not found (check data.* in the config)")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path} line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
-        ) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(utf8.decode(path.read_bytes(), str(path)), newline=""))
     header = reader.fieldnames or []
     missing = [col for col in required if col not in header]
     if missing:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from speechacts.config import AnyPath, Config, ConfigError, Strict, describe, load_config, read_yaml
+from speechacts.config import AnyPath, Config, ConfigError, Strict, load_config, read_yaml, validate
 
 CHAMPION = "champion"
 
@@ -34,12 +34,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     if "space" in tree and "runs" not in tree:
         raise ConfigError(f"{path}: a sweep file (it declares a space:), not an experiment; run `speechacts sweep "
                           f"{path}`")
-    tree.setdefault("name", Path(path).stem)
-    try:
-        return ExperimentSpec.model_validate(tree)
-    except ValidationError as exc:
-        problems = "\n  ".join(describe(e) for e in exc.errors())
-        raise ConfigError(f"{path}: invalid experiment\n  {problems}") from None
+    return validate(tree, str(path), ExperimentSpec, "experiment")
 
 
 def configs(spec: ExperimentSpec, overrides: list[str]) -> list[Config]:
@@ -59,7 +54,7 @@ def configs(spec: ExperimentSpec, overrides: list[str]) -> list[Config]:
 
 def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
     """Train every recipe of the experiment, alias the best registered model, print the comparison."""
-    from speechacts import compare, distributed, tracking, train
+    from speechacts import compare, distributed, store, tracking, train
 
     spec = load_spec(path)
     cfgs = configs(spec, list(overrides))
@@ -76,5 +71,5 @@ def run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list:
         tracking.set_alias(registered, spec.champion_alias, best.model_version)
         print(f"\n{best.name} has the best out-of-fold article macro-F1 ({best.headline[0]:.3f}): "
               f"models:/{registered}@{spec.champion_alias} is now version {best.model_version}")
-    compare.run(spec.experiment, tracking_uri=tracking.tracking_uri(cfgs[0].tracking))
+    compare.run(spec.experiment, tracking_uri=store.tracking_uri(configured=cfgs[0].tracking.uri))
     return results

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speechacts.api import DEFAULT_SOURCE, URI_SCHEME, load_classifier, parse_models_uri, registered_version
+from speechacts.api import load_classifier
 from speechacts.errors import DataError, EngineError
 from speechacts.labels import LABELS
+from speechacts.sources import DEFAULT_SOURCE, URI_SCHEME, parse_models_uri, registered_version
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -21,7 +21,7 @@ import numpy as np
 
 from speechacts import calibration, evaluation
 from speechacts.calibration import PRIOR_METHODS, PostProcess
-from speechacts.labels import LABELS
+from speechacts.labels import top_labels
 
 COVERAGE_REPORTED = (0.5, 0.7, 0.9)
 
@@ -66,7 +66,7 @@ def fit(rows, folds: list[evaluation.Fold], raw: list[np.ndarray], balanced: boo
     for m in PRIOR_METHODS:
         scored[m] = [fold_adjusted(m, rows, f, p, source) for f, p in zip(folds, raw)]
         by_method[m] = [evaluation.subset_scores([rows[i] for i in f.test], [labels[i] for i in f.test],
-                                                 [LABELS[k] for k in p.argmax(axis=1)])
+                                                 top_labels(p))
                         for f, p in zip(folds, scored[m])]
     key = "article_macro_f1" if "article_macro_f1" in by_method["none"][0] else "macro_f1"
 

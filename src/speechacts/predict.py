@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TextIO
 
+from speechacts import utf8
 from speechacts.api import check_confidence, check_texts, load_classifier
 from speechacts.errors import DataError
 from speechacts.labels import LABELS
@@ -141,11 +142,7 @@ def read_lines(binary: IO[bytes], where: str, close: bool = False) -> Iterator[s
     offset = 0
     with binary if close else nullcontext():
         for number, raw in enumerate(binary, 1):
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{where} line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
-                                f"{offset + exc.start}); save it as UTF-8") from None
+            line = utf8.decode(raw, where, number, offset)
             offset += len(raw)
             if line.strip():
                 yield line.strip()
@@ -153,11 +150,7 @@ def read_lines(binary: IO[bytes], where: str, close: bool = False) -> Iterator[s
 
 def decode(raw: bytes, where: str) -> str:
     """UTF-8 text (a byte-order mark is dropped), or a DataError naming the bad byte or the emptiness."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{where}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                        "save it as UTF-8") from None
+    text = utf8.decode(raw, where)
     if not text.strip():
         raise DataError(f"{where}: empty, nothing to label")
     return text

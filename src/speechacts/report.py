@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from speechacts.errors import DataError
-from speechacts.labels import LABELS
+from speechacts.labels import LABELS, top_labels
 from speechacts.segment import Segment, paragraphs, read_article
 
 # act -> (colour, light tint behind black text, border pattern under the sentence)
@@ -81,9 +81,8 @@ def tooltip(tip_id: str, label: str, proba: np.ndarray, unsure: bool) -> str:
     return f'<span class="tip" role="tooltip" id="{tip_id}">{rows}{note}</span>'
 
 
-def sentence(segment: Segment, proba: np.ndarray, min_confidence: float) -> str:
+def sentence(segment: Segment, label: str, proba: np.ndarray, min_confidence: float) -> str:
     """A body sentence: highlighted, labelled, focusable, its probabilities in a tooltip."""
-    label = LABELS[int(np.argmax(proba))]
     confidence = float(proba.max())
     unsure = confidence < min_confidence
     classes = f"s act-{label}" + (" unsure" if unsure else "")
@@ -118,8 +117,10 @@ def render(text: str, source: str, model, min_confidence: float = DEFAULT_MIN_CO
     body = [segment for paragraph in grouped for segment in paragraph if segment.is_body]
     if not body:
         raise DataError(f"{source}: no body sentences to label (every line was left out)")
-    proba = dict(zip((s.index for s in body), model.predict_proba([s.text for s in body])))
-    counts = Counter(LABELS[int(np.argmax(p))] for p in proba.values())
+    scored = model.predict_proba([s.text for s in body])
+    labels = dict(zip((s.index for s in body), top_labels(scored)))
+    proba = dict(zip((s.index for s in body), scored))
+    counts = Counter(labels.values())
     unsure = sum(float(p.max()) < min_confidence for p in proba.values())
     parts = []
     for paragraph in grouped:
@@ -127,7 +128,7 @@ def render(text: str, source: str, model, min_confidence: float = DEFAULT_MIN_CO
         if not first.is_body:
             parts.append(skipped(first))
             continue
-        inner = " ".join(sentence(s, proba[s.index], min_confidence) for s in paragraph)
+        inner = " ".join(sentence(s, labels[s.index], proba[s.index], min_confidence) for s in paragraph)
         tag, attrs = {"headline": ("h1", ""), "standfirst": ("p", ' class="standfirst"')}.get(first.kind, ("p", ""))
         parts.append(f"<{tag}{attrs}>{inner}</{tag}>")
     title = escape(grouped[0][0].text)
@@ -158,7 +159,8 @@ def render(text: str, source: str, model, min_confidence: float = DEFAULT_MIN_CO
 def run(article: Path, out: Path, model: str | None = None, tracking_uri: str | None = None,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> Path:
     """Write the report of an article file, labelled by the model a source names (default the champion)."""
-    from speechacts.api import DEFAULT_SOURCE, load_classifier
+    from speechacts.api import load_classifier
+    from speechacts.sources import DEFAULT_SOURCE
 
     text = read_article(article)
     if not 0 <= min_confidence <= 1:

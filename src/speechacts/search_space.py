@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from speechacts.config import AnyPath, Config, Strict, describe, load_config, read_yaml
+from speechacts.config import AnyPath, Config, Strict, describe, load_config, read_yaml, validate
 from speechacts.errors import ConfigError
 
 TRIAL_OVERRIDES = ["tracking.registered_model=null"]  # train best.yaml to register the winner
@@ -106,11 +106,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     if "space" not in tree and "runs" in tree:
         raise ConfigError(f"{path}: an experiment file (it lists runs:), not a sweep; run `speechacts experiment "
                           f"{path}`, or declare a space: to search")
-    tree.setdefault("name", Path(path).stem)
-    try:
-        return SweepSpec.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid sweep: " + "; ".join(describe_sweep(e) for e in exc.errors())) from None
+    return validate(tree, str(path), SweepSpec, "sweep", describe_sweep, one_line=True)
 
 
 def assignments(values: dict[str, Any]) -> list[str]:

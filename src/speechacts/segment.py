@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from speechacts import utf8
 from speechacts.errors import DataError
 
 QUOTES = "“”\"„«»"
@@ -137,13 +138,7 @@ def read_article(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: article not found")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
-        ) from None
+    text = utf8.decode(path.read_bytes(), str(path))
     if not text.strip():
         raise DataError(f"{path}: the article is empty")
     return text

@@ -57,10 +57,10 @@ def redact(url: str) -> str:
 
 def default_storage(cfg: Config) -> str:
     """optuna.db beside a local MLflow store (sqlite:///…/mlflow.db), else in the working directory."""
-    from speechacts import tracking
+    from speechacts import store
 
-    uri = tracking.tracking_uri(cfg.tracking)
-    folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path(".")
+    db = store.sqlite_file(store.tracking_uri(configured=cfg.tracking.uri))
+    folder = db.parent if db is not None else Path(".")
     return f"sqlite:///{(folder / 'optuna.db').resolve()}"
 
 

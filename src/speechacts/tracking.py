@@ -1,4 +1,7 @@
-"""Everything that talks to MLflow: runs, metrics, artifacts, the dataset, the model registry.
+"""Writing to MLflow, and reading runs back: runs, metrics, artifacts, the dataset, registering
+the model. The other modules that talk to MLflow: sources.py reads the registry (with MLflow where
+its direct SQLite read does not cover the case), serving.py is the pyfunc model that MLflow loads.
+Which store: store.tracking_uri.
 
 Layout of one training job: a parent run (params = flattened resolved config; tags = family,
 recipe, git commit, package versions; metrics = aggregates `cv_<metric>` with `_ci_low` and
@@ -20,42 +23,38 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import requests
+import sqlalchemy.exc
 from mlflow.exceptions import MlflowException
 
-from speechacts.api import check_sqlite_file, sqlite_file
+from speechacts import store
 from speechacts.config import TrackingConfig
 from speechacts.errors import Terminated, TrackingError
+from speechacts.sources import MODEL_DIR_ARTIFACT
+from speechacts.store import check_sqlite_file, sqlite_file
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 PACKAGE_DIR = Path(__file__).resolve().parent
 SERVING_CODE = PACKAGE_DIR / "serving.py"
 HOST_TAG, PID_TAG, STARTED_TAG, END_REASON_TAG = "process.host", "process.pid", "process.started", "end_reason"
 LOCK_TIMEOUT_S = 300  # creating the schema takes seconds; a lock held longer is stuck
+# what a store that cannot be reached or written raises through MLflow: MLflow's own errors, a
+# database's (sqlalchemy), a server's (requests), the file system's; anything else is a bug
+STORE_ERRORS = (MlflowException, sqlalchemy.exc.SQLAlchemyError, requests.exceptions.RequestException, OSError)
 log = logging.getLogger(__name__)
-
-
-def resolve_uri(uri: str | None) -> str:
-    """The URI given, else $MLFLOW_TRACKING_URI, else MLflow's default (./mlflow.db)."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
-
-
-def tracking_uri(cfg: TrackingConfig) -> str:
-    return resolve_uri(cfg.uri)
 
 
 def connect(cfg: TrackingConfig) -> str:
     """Point MLflow at the store (set up once, under a lock), close the runs of dead processes,
     select the experiment; refuse an unusable store clearly."""
-    uri = tracking_uri(cfg)
+    uri = store.tracking_uri(configured=cfg.uri)
     db = sqlite_file(uri)
     if db is not None:
         folder = db.parent
@@ -63,8 +62,7 @@ def connect(cfg: TrackingConfig) -> str:
             raise TrackingError(f"tracking store {uri}: folder {folder} is missing or not writable; set "
                                 "tracking.uri (or MLFLOW_TRACKING_URI) to a writable sqlite:/// path or a server")
         check_sqlite_file(db, uri)
-    if uri.startswith(("http://", "https://")):
-        probe(uri)
+    store.probe(uri)
     mlflow.set_tracking_uri(uri)
     try:
         with store_lock(db):
@@ -76,9 +74,7 @@ def connect(cfg: TrackingConfig) -> str:
                 client.create_experiment(cfg.experiment, artifact_location=f"{root}/{cfg.experiment}")
         end_dead_runs(client)
         experiment = mlflow.set_experiment(cfg.experiment)
-    except TrackingError:
-        raise
-    except Exception as exc:  # a server that is down raises from requests, a bad file from sqlalchemy
+    except STORE_ERRORS as exc:  # a server that is down raises from requests, a bad file from sqlalchemy
         raise TrackingError(f"tracking store {uri} is unreachable or not writable: "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
     return experiment.experiment_id
@@ -150,16 +146,6 @@ def end_dead_runs(client) -> list[str]:
         log.warning("marked run %s (%s) KILLED: %s", found.info.run_id, found.info.run_name, reason)
         ended.append(found.info.run_id)
     return ended
-
-
-def probe(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast on a tracking server that does not answer, instead of MLflow's long retries."""
-    try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrackingError(f"tracking server {uri} is unreachable ({reason}); start it, or unset "
-                            "MLFLOW_TRACKING_URI / tracking.uri to use the local store ./mlflow.db") from None
 
 
 def git_commit() -> str:
@@ -304,7 +290,7 @@ def log_model(model_dir: Path, input_example, output_example, registered_model: 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*type hints.*")
             return mlflow.pyfunc.log_model(
-                name="model", python_model=str(SERVING_CODE), artifacts={"model_dir": str(model_dir)},
+                name="model", python_model=str(SERVING_CODE), artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
                 code_paths=[str(PACKAGE_DIR)], signature=signature, input_example=input_example,
                 pip_requirements=pip_requirements(), registered_model_name=registered_model)
     except MlflowException as exc:
@@ -318,17 +304,14 @@ def set_alias(registered_model: str, alias: str, version: str | int) -> None:
 def use_store(uri: str | None) -> str:
     """Point MLflow at an existing store for reading (never creating one), close the runs of dead
     processes; returns the URI used."""
-    uri = resolve_uri(uri)
+    uri = store.tracking_uri(uri)
     db = sqlite_file(uri)
     if db is not None:
         if not db.is_file():
             raise TrackingError(f"tracking store {uri} not found ({db.absolute()} does not exist); train "
                                 "something first (`make run`) or pass --tracking-uri of an existing store")
         check_sqlite_file(db, uri)
-        import sqlite3
-        from contextlib import closing
-
-        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
+        with closing(store.read_only(db)) as con:
             has_runs = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
         if not has_runs:
             raise TrackingError(f"tracking store {uri} is not an MLflow store (it has no runs table); train "

@@ -21,7 +21,7 @@ from speechacts import context, distributed, evaluation, postfit, tracking
 from speechacts.classifier import build, package_versions
 from speechacts.config import Config
 from speechacts.data import ISOLATED, Row, select, validate
-from speechacts.labels import LABELS
+from speechacts.labels import LABELS, top_labels
 from speechacts.prepare import data_card, shortcut_report
 
 REFERENCES = ("majority", "stratified", "assessment")
@@ -122,7 +122,7 @@ def cross_validate(cfg: Config, rows: list[Row], folds: list[evaluation.Fold], p
                           tags={"repeat": str(f.repeat), "fold": str(f.fold), "family": cfg.model.family}):
             model = fit_fold(cfg, rows, f, epoch_logger(progress, position, heard))
             proba = model.predict_proba(test_texts, pick(contexts, f.test))
-            predicted = [LABELS[i] for i in proba.argmax(axis=1)]
+            predicted = top_labels(proba)
             test_rows = [rows[i] for i in f.test]
             score = evaluation.subset_scores(test_rows, test_labels, predicted)
             tracking.log_metrics({**score, "fit_seconds": time.perf_counter() - started})
@@ -146,10 +146,10 @@ def oof_rows(rows: list[Row], folds: list[evaluation.Fold], raw: list[np.ndarray
     and the raw model's label."""
     out = []
     for f, p_raw, p in zip(folds, raw, adjusted):
+        predicted, predicted_raw = top_labels(p), top_labels(p_raw)
         for j, i in enumerate(f.test):
             out.append({"id": rows[i].id, "source": rows[i].source, "kind": rows[i].kind, "text": rows[i].text,
-                        "true": rows[i].label, "predicted": LABELS[int(p[j].argmax())],
-                        "predicted_raw": LABELS[int(p_raw[j].argmax())],
+                        "true": rows[i].label, "predicted": predicted[j], "predicted_raw": predicted_raw[j],
                         **{f"p_{label}": float(p[j, k]) for k, label in enumerate(LABELS)},
                         "repeat": f.repeat, "fold": f.fold})
     return out
@@ -223,7 +223,7 @@ def real_text_check(cfg: Config, model, test_rows: list[Row]) -> dict[str, tuple
         return {}
     texts, truth = [r.text for r in test_rows], [r.label for r in test_rows]
     proba = model.predict_proba(texts, context.for_rows(cfg.model.context, test_rows))
-    predicted = [LABELS[i] for i in proba.argmax(axis=1)]
+    predicted = top_labels(proba)
     result = evaluation.bootstrap_interval(truth, predicted, cfg.evaluation.confidence, cfg.seed)
     tracking.log_frame(pd.DataFrame([{"id": r.id, "text": r.text, "true": r.label, "predicted": p,
                                       **{f"p_{label}": float(proba[j, k]) for k, label in enumerate(LABELS)}}
@@ -251,7 +251,7 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None, progress=None) ->
     does the job and returns its result, the others train alongside it and return None."""
     import pandas as pd
 
-    from speechacts.inference import proba_frame
+    from speechacts.serving import proba_frame
 
     started = time.perf_counter()
     distributed.check(cfg)

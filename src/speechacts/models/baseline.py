@@ -14,8 +14,8 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from speechacts.classifier import Classifier
 from speechacts.config import BaselineModel
 from speechacts.errors import ModelError
-from speechacts.labels import LABELS
 from speechacts.models import safe_skops
+from speechacts.models.common import aligned_proba
 
 MODEL_FILE = "pipeline.skops"
 
@@ -41,14 +41,6 @@ def make_pipeline(cfg: BaselineModel, seed: int) -> Pipeline:
     clf = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, solver=cfg.solver, max_iter=cfg.max_iter,
                              random_state=seed)
     return Pipeline([("features", features), ("classifier", clf)])
-
-
-def aligned_proba(proba: np.ndarray, classes: list[str]) -> np.ndarray:
-    """Reorder probability columns to LABELS; a label unseen in training gets 0."""
-    out = np.zeros((proba.shape[0], len(LABELS)))
-    for j, label in enumerate(classes):
-        out[:, LABELS.index(label)] = proba[:, j]
-    return out
 
 
 class BaselineClassifier(Classifier):

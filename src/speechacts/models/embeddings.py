@@ -12,18 +12,8 @@ import numpy as np
 from speechacts.classifier import Classifier
 from speechacts.config import EmbeddingsModel
 from speechacts.errors import ModelError
-from speechacts.models import safe_skops
-from speechacts.models.baseline import aligned_proba
-from speechacts.models.hf import (
-    at_limit,
-    length_batches,
-    load_pretrained,
-    load_weights,
-    pick_device,
-    quiet,
-    resolve_pretrained,
-    warn_if_truncated,
-)
+from speechacts.models import hf, safe_skops
+from speechacts.models.common import aligned_proba
 
 ENCODER_DIR = "encoder"
 HEAD_FILE = "head.skops"
@@ -38,10 +28,10 @@ class Encoder:
     def __init__(self, path: str, max_length: int, batch_size: int, device: str, cache_size: int = 0):
         from transformers import AutoModel, AutoTokenizer
 
-        quiet()
+        hf.quiet()
         self.path, self.max_length, self.batch_size = path, max_length, batch_size
-        self.tokenizer = load_pretrained(path, AutoTokenizer)
-        self.model = load_weights(path, AutoModel).to(device).eval()
+        self.tokenizer = hf.load_pretrained(path, AutoTokenizer)
+        self.model = hf.load_weights(path, AutoModel).to(device).eval()
         self.cache_size = cache_size
         self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -55,8 +45,8 @@ class Encoder:
         device = next(self.model.parameters()).device
         candidates = []
         with torch.inference_mode():
-            for index, batch in length_batches(self.tokenizer, todo, self.batch_size, self.max_length):
-                candidates += at_limit(index, batch, self.max_length)
+            for index, batch in hf.length_batches(self.tokenizer, todo, self.batch_size, self.max_length):
+                candidates += hf.at_limit(index, batch, self.max_length)
                 batch = batch.to(device)
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -68,7 +58,7 @@ class Encoder:
         first = {}
         for i, text in enumerate(texts):
             first.setdefault(text, i)
-        warn_if_truncated(self.tokenizer, texts, self.max_length, [first[todo[i]] for i in candidates])
+        hf.warn_if_truncated(self.tokenizer, texts, self.max_length, [first[todo[i]] for i in candidates])
         return np.stack([vectors[t] for t in texts]) if texts else np.zeros((0, self.model.config.hidden_size))
 
     def remember(self, vectors: dict[str, np.ndarray]) -> None:
@@ -100,8 +90,8 @@ class EmbeddingsClassifier(Classifier):
         from sklearn.linear_model import LogisticRegression
 
         cfg = self.cfg
-        self.encoder_ = shared_encoder(resolve_pretrained(cfg.pretrained), cfg.max_length, cfg.batch_size,
-                                       pick_device(cfg.device))
+        self.encoder_ = shared_encoder(hf.resolve_pretrained(cfg.pretrained), cfg.max_length, cfg.batch_size,
+                                       hf.pick_device(cfg.device))
         self.head_ = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter,
                                         random_state=self.seed).fit(self.features(texts, contexts), list(labels))
         return self
@@ -135,5 +125,5 @@ class EmbeddingsClassifier(Classifier):
 
         cfg = saved_model_config(path, meta, EmbeddingsModel)
         head = safe_skops.load(path / HEAD_FILE, meta)
-        encoder = Encoder(str(path / ENCODER_DIR), cfg.max_length, cfg.batch_size, pick_device(cfg.device))
+        encoder = Encoder(str(path / ENCODER_DIR), cfg.max_length, cfg.batch_size, hf.pick_device(cfg.device))
         return cls(cfg, encoder=encoder, head=head)

@@ -12,7 +12,7 @@ from speechacts.classifier import Classifier
 from speechacts.config import TransformerModel
 from speechacts.distributed import world_size
 from speechacts.errors import ModelError
-from speechacts.labels import ID2LABEL, LABEL2ID, LABELS
+from speechacts.labels import ID2LABEL, LABEL2ID, LABELS, top_labels
 from speechacts.models.hf import (
     at_limit,
     length_batches,
@@ -119,8 +119,7 @@ class TransformerClassifier(Classifier):
                                                      weight=None if weights is None else weights.to(logits.device))
 
         def compute_metrics(prediction):
-            predicted = [LABELS[i] for i in np.asarray(prediction.predictions).argmax(axis=1)]
-            return scores([LABELS[i] for i in prediction.label_ids], predicted)
+            return scores([LABELS[i] for i in prediction.label_ids], top_labels(np.asarray(prediction.predictions)))
 
         device = pick_device(cfg.device)
         processes = world_size()
@@ -138,6 +137,8 @@ class TransformerClassifier(Classifier):
                 per_device_eval_batch_size=-(-max(64, cfg.batch_size) // processes) * processes,
                 accelerator_config={"split_batches": True}, average_tokens_across_devices=False,
                 ddp_find_unused_parameters=False,
+                # not a slip: since transformers 5, warmup_steps below 1 is a fraction of the training
+                # steps (TrainingArguments.get_warmup_steps), and warmup_ratio is deprecated (PR #41326)
                 warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
                 eval_strategy="epoch" if eval_set else "no", logging_strategy="epoch",
                 save_strategy="epoch" if cfg.save_checkpoints else "no", report_to="none",
