@@ -82,6 +82,24 @@ def test_a_saved_model_predicts_the_same_probabilities_and_reads_its_context(sav
     assert json.loads((path / SETTINGS_FILE).read_text())["classes"] == sorted(set(LABELS_OF))
 
 
+def test_predictions_are_the_tfidf_rows_times_the_coefficients(saved):
+    """The fast scoring (idf folded into float32 tables, norms applied to the sums) gives LogisticRegression's
+    probabilities of the TF-IDF matrix built the plain way."""
+    import scipy.sparse as sp
+
+    from speechacts.labels import LABELS
+    from speechacts.models.baseline import probabilities
+
+    model, _ = saved
+    contexts = ["talks failed"] * len(TEXTS)
+    f, size = model.featuriser_, 2**model.featuriser_.bits
+    X = sp.hstack([sp.csr_matrix((f.weighted(c, idf), (c.rows, c.cols)), shape=(c.n, size))
+                   for c, idf in zip(f.counts(TEXTS, contexts), model.idf_)]).tocsr()
+    expected = probabilities(X @ model.coef_.T + model.intercept_)
+    got = model._predict_proba(TEXTS, contexts)[:, [LABELS.index(label) for label in model.labels_]]
+    assert np.allclose(got, expected, atol=1e-6)
+
+
 def test_large_batches_run_in_chunks_and_give_what_single_sentences_give(saved, monkeypatch):
     from speechacts.models import baseline
 

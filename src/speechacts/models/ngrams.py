@@ -41,9 +41,10 @@ class Counts:
 
 def code_points(texts: list[str]) -> np.ndarray:
     """The batch as one uint32 array: ' text1 SEP text2 ... ', lowercased, accents stripped."""
-    if any(SEP in t for t in texts):
-        texts = [t.replace(SEP, " ") for t in texts]
-    joined = f" {f' {SEP} '.join(texts)} ".lower()
+    joined = f" {f' {SEP} '.join(texts)} "
+    if joined.count(SEP) != max(len(texts) - 1, 0):  # a sentence holding SEP: make it a space
+        joined = f" {f' {SEP} '.join(t.replace(SEP, ' ') for t in texts)} "
+    joined = joined.lower()
     if not joined.isascii():
         joined = unicodedata.normalize("NFKD", joined)
     codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
