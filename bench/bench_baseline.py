@@ -164,7 +164,8 @@ def main() -> None:
         model_dir = args.model or str(model.save(Path(tmp) / "model"))
         results["cold_start_dir"], busy_dir = measured(cold_start, ["--model", model_dir], args.cold_runs, env)
         if not args.model:
-            results["cold_start_dir"]["command"] = results["cold_start_dir"]["command"].replace(model_dir, "<tmp>/model")
+            command = results["cold_start_dir"]["command"]
+            results["cold_start_dir"]["command"] = command.replace(model_dir, "<tmp>/model")
         from speechacts import load_classifier
 
         store = register(load_classifier(model_dir), Path(tmp))

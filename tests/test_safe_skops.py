@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from conftest import SENTENCES, crafted_model, tiny_model
+from conftest import SENTENCES, crafted_model
 from speechacts import load_classifier
 from speechacts.cli import main
 from speechacts.errors import ModelError

@@ -148,7 +148,8 @@ class BaselineClassifier(Classifier):
 
     @property
     def tables_(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per block, (idf * coef as a float32 (2**bits, classes) table, idf squared): built once, gathered per n-gram."""
+        """Per block, (idf * coef as a float32 (2**bits, classes) table, idf squared), built once: what the
+        n-grams gather."""
         cached = self.__dict__.get("_tables")
         if cached is None:
             size = 2**self.featuriser_.bits
