@@ -209,7 +209,7 @@ def read_settings(path: Path) -> dict[str, Any]:
         if (path / OLD_FILE).is_file():
             raise ModelError(f"{path}: a baseline saved as a scikit-learn pipeline ({OLD_FILE}) by an older "
                              "speechacts; this one reads plain arrays (baseline.safetensors, baseline.json): "
-                             "retrain it with `speechacts train configs/baseline.yaml` (about 15 s)")
+                             "retrain it with `speechacts train configs/baseline.yaml`")
         raise ModelError(f"{file}: missing; the model directory is incomplete: copy it again or retrain the model")
     try:
         settings = json.loads(file.read_text(encoding="utf-8"))
