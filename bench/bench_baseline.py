@@ -1,17 +1,18 @@
 """The baseline's numpy featuriser against the scikit-learn pipeline it replaced, in one run.
 
-Usage: python bench/bench_baseline.py [--model DIR] [--f1-store URI --runs OLD_RUN NEW_RUN]
+Usage: python bench/bench_baseline.py [--model DIR] [--f1-store URI --runs OLD_RUN NEW_RUN [RUN ...]]
 
 - throughput: the authored sentences repeated to --sentences (as bench_predict.py builds its batch),
   labelled in one batch by (a) the scikit-learn pipeline the baseline used to be (HashingVectorizer
   word 1-2 and char_wb 2-5 -> TF-IDF -> LogisticRegression; rebuilt here, fitted on the same
-  sentences with the same settings) and (b) the numpy baseline; best and median of --repeats, and
-  the ratio (b) / (a);
+  sentences with the same settings), (b) the numpy baseline and (c) the numpy baseline with
+  character n-grams of --candidate-char-range only (fewer features); best and median of
+  --repeats, sentences per CPU-second, and the ratio (b) / (a);
 - cold start of `speechacts predict` (median of --cold-runs) with --model DIR (default: the numpy
   baseline fitted here, saved to a temporary directory) and from the registry of a temporary
   SQLite store the model is registered in;
-- with --f1-store: the out-of-fold article macro-F1 and folds digest of two runs (by run name) of
-  `speechacts train configs/baseline.yaml ...` in that store, the old and the new featuriser.
+- with --f1-store: the out-of-fold article macro-F1 and folds digest of runs (by run name) of
+  `speechacts train configs/baseline.yaml ...` in that store: the old featuriser, the new, candidates.
 Results: bench/results/baseline.json and bench/results/baseline.md.
 """
 
@@ -67,7 +68,7 @@ def best_and_median(fn, n: int, repeats: int) -> dict:
             "per_cpu_second": round(n / statistics.median(cpu))}
 
 
-def throughput(sentences: int, repeats: int) -> tuple[dict, object]:
+def throughput(sentences: int, repeats: int, candidate_char_range: list[int]) -> tuple[dict, object]:
     import csv
 
     import numpy as np
@@ -81,6 +82,8 @@ def throughput(sentences: int, repeats: int) -> tuple[dict, object]:
     texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
     old = sklearn_pipeline(cfg.model, cfg.seed).fit(texts, labels)
     new = build(cfg.model, cfg.seed).fit(texts, labels)
+    fewer = build(cfg.model.model_copy(update={"char_ngram_range": tuple(candidate_char_range)}), cfg.seed).fit(
+        texts, labels)
     batch = authored(sentences)
     with open(ROOT / "data" / "contrast.csv", encoding="utf-8", newline="") as f:
         unseen = [r["text"] for r in csv.DictReader(f)]
@@ -88,6 +91,8 @@ def throughput(sentences: int, repeats: int) -> tuple[dict, object]:
     result = {"fitted_on": f"data/authored.csv ({len(texts)} sentences), configs/baseline.yaml model settings",
               "sklearn_pipeline": best_and_median(lambda: old.predict_proba(batch), sentences, repeats),
               "numpy_baseline": best_and_median(lambda: new.predict_proba(batch), sentences, repeats),
+              "numpy_candidate": best_and_median(lambda: fewer.predict_proba(batch), sentences, repeats),
+              "candidate": f"model.char_ngram_range={list(candidate_char_range)}",
               "label_agreement_on_contrast_sentences": round(agree, 4), "contrast_sentences": len(unseen)}
     result["speedup_best"] = round(result["numpy_baseline"]["best_per_second"]
                                    / result["sklearn_pipeline"]["best_per_second"], 1)
@@ -127,7 +132,8 @@ def markdown(results: dict) -> str:
              "| pipeline | best sentences/s | median sentences/s | sentences per CPU-second (median) |",
              "|---|---|---|---|"]
     for key, label in (("sklearn_pipeline", "scikit-learn HashingVectorizer pipeline"),
-                       ("numpy_baseline", "numpy baseline")):
+                       ("numpy_baseline", "numpy baseline"),
+                       ("numpy_candidate", f"numpy baseline, {t['candidate']}")):
         lines.append(f"| {label} | {t[key]['best_per_second']:,} | {t[key]['median_per_second']:,} | "
                      f"{t[key]['per_cpu_second']:,} |")
     lines += ["", f"Speed-up (best): {t['speedup_best']}x. Label agreement of the two on the "
@@ -154,7 +160,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cold-runs", type=int, default=5)
     parser.add_argument("--f1-store", help="tracking store holding the two train runs to compare")
-    parser.add_argument("--runs", nargs=2, metavar=("OLD", "NEW"), default=["baseline-sklearn", "baseline-numpy"])
+    parser.add_argument("--runs", nargs="+", default=["baseline-sklearn", "baseline-numpy", "baseline-numpy-char35"],
+                        help="names of train runs in --f1-store: the old featuriser first")
+    parser.add_argument("--candidate-char-range", nargs=2, type=int, default=[3, 5], metavar=("LOW", "HIGH"))
     parser.add_argument("--out", type=Path, default=RESULTS / "baseline.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -163,7 +171,7 @@ def main() -> None:
     results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "command": " ".join(["python", *[str(a) for a in sys.argv]])}
     (results["throughput"], model), results["other_processes_cores_during_throughput"] = measured(
-        throughput, args.sentences, args.repeats)
+        throughput, args.sentences, args.repeats, args.candidate_char_range)
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or str(model.save(Path(tmp) / "model"))
