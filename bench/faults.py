@@ -55,6 +55,10 @@ def runs(store: str) -> list:
     return [] if experiment is None else client.search_runs([experiment.experiment_id])
 
 
+PLAIN_ARRAYS = ("baseline.safetensors", "baseline.json")
+REFUSAL = "a baseline saved as a scikit-learn pipeline"
+
+
 def post(url: str, body: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     try:
@@ -65,16 +69,22 @@ def post(url: str, body: dict) -> tuple[int, dict]:
 
 
 def model_code(tmp: Path, registered) -> None:
-    """Item 1: a model file that would run code."""
+    """Item 1: a model file that would run code. The baseline is plain arrays (baseline.safetensors and
+    baseline.json), which cannot; a directory holding a crafted scikit-learn pipeline (pipeline.skops, what
+    baselines were before) in their place is refused before anything of it is read."""
     marker = tmp / "MARKER"
     evil = conftest.crafted_model(registered.model_dir, tmp / "evil-model", marker)
+    for name in PLAIN_ARRAYS:
+        (evil / name).unlink()
     out = cli(tmp, "predict", "--model", str(evil), "Talks resume.")
     first = (out.stderr.strip().splitlines() or [""])[0]
-    check(1, "speechacts predict --model <crafted dir>", "exit 2, one error line naming the types, no code run",
+    check(1, "speechacts predict --model <crafted dir>", "exit 2, one error line saying to retrain, no code run",
           f"exit {out.returncode}; {first[:160]}...; marker written: {marker.exists()}",
-          out.returncode == 2 and "refused to load type(s)" in first and len(out.stderr.splitlines()) == 1
-          and not marker.exists())
-    artifacts = next((tmp / "registered" / "mlruns").rglob("pipeline.skops"))  # the registered model's copy
+          out.returncode == 2 and REFUSAL in first and len(out.stderr.splitlines()) == 1 and not marker.exists())
+    artifacts = next((tmp / "registered" / "mlruns").rglob(PLAIN_ARRAYS[0])).parent  # the registered model's copy
+    saved = {name: (artifacts / name).read_bytes() for name in PLAIN_ARRAYS}
+    for name in PLAIN_ARRAYS:
+        (artifacts / name).unlink()
     shutil.copy(evil / "pipeline.skops", artifacts)
     try:
         with conftest.model_server("models:/speechacts-classifier@champion", registered.store, tmp / "evil.log",
@@ -84,9 +94,11 @@ def model_code(tmp: Path, registered) -> None:
         started = False
     log = (tmp / "evil.log").read_text()
     check(1, "mlflow models serve of a registered model whose files were replaced", "the server refuses to start; "
-          "no code run", f"started: {started}; refusal in its log: {'refused to load type(s)' in log}; marker "
-          f"written: {marker.exists()}", not started and "refused to load type(s)" in log and not marker.exists())
-    shutil.copy(registered.model_dir / "pipeline.skops", artifacts)
+          "no code run", f"started: {started}; refusal in its log: {REFUSAL in log}; marker "
+          f"written: {marker.exists()}", not started and REFUSAL in log and not marker.exists())
+    (artifacts / "pipeline.skops").unlink()
+    for name, data in saved.items():
+        (artifacts / name).write_bytes(data)
 
 
 def parallel_first_use(tmp: Path) -> None:

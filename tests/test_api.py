@@ -133,10 +133,10 @@ def test_a_model_saved_by_an_incompatible_version(registered, tmp_path):
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_model_file_is_called_damaged(registered, tmp_path, damage):
     broken = shutil.copytree(registered.model_dir, tmp_path / "broken")
-    skops_file = broken / "pipeline.skops"
-    skops_file.write_bytes(b"not a zip file" if damage == "garbage" else skops_file.read_bytes()[:2000])
-    with pytest.raises(ModelError, match=r"pipeline.skops: the file is damaged or truncated \(BadZipFile: .*\); "
-                                         "copy the model again or retrain it"):
+    arrays = broken / "baseline.safetensors"
+    arrays.write_bytes(b"not a safetensors file" if damage == "garbage" else arrays.read_bytes()[:2000])
+    with pytest.raises(ModelError, match=r"baseline.safetensors: the file is damaged or truncated \(SafetensorError: "
+                                         r".*\); copy the model again or retrain it"):
         load_classifier(broken)
 
 

@@ -210,10 +210,11 @@ def test_saving_replaces_a_directory_whole_and_a_failed_save_leaves_nothing(tmp_
     target.mkdir()
     (target / "stale.txt").write_text("from an older model")
     model.save(target)
-    assert sorted(p.name for p in target.iterdir()) == ["pipeline.skops", "postprocess.json", "speechacts.json"]
+    assert sorted(p.name for p in target.iterdir()) == ["baseline.json", "baseline.safetensors", "postprocess.json",
+                                                          "speechacts.json"]
 
     def broken(self, path):
-        (path / "pipeline.skops").write_bytes(b"half")
+        (path / "baseline.safetensors").write_bytes(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(BaselineClassifier, "_save", broken)
