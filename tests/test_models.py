@@ -268,3 +268,11 @@ def test_damaged_model_metadata_is_one_clear_error(tmp_path, tiny_bert, capsys, 
     assert main(["predict", "--model", saved, "Talks resume."]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_transformer_class_weights_are_balanced_and_zero_for_an_absent_label():
+    from speechacts.models.transformer import class_weights
+
+    # ids 0..4 = threat, demand, denial, offer, assessment; n / (labels present * count)
+    assert class_weights([0, 0, 1, 2, 3, 4, 4, 4]) == pytest.approx([0.8, 1.6, 1.6, 1.6, 8 / 15])
+    assert class_weights([0, 0, 1, 1, 1, 4]) == pytest.approx([1.0, 2 / 3, 0.0, 0.0, 2.0])

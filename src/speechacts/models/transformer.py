@@ -28,9 +28,15 @@ WEIGHTS_DIR = "hf"  # model.safetensors, config.json (with id2label/label2id), t
 
 
 def class_weights(labels: list[int]) -> np.ndarray:
-    """Inverse label frequency, normalised to mean 1 ('balanced', as scikit-learn)."""
-    counts = np.bincount(labels, minlength=len(LABELS)).astype(float)
-    return np.where(counts > 0, len(labels) / (len(LABELS) * np.maximum(counts, 1)), 0.0)
+    """scikit-learn's 'balanced' weights (inverse label frequency) for every label id, 0 for a label absent
+    from `labels` (scikit-learn refuses one; no target of it weighs in the loss). With k < 5 labels present
+    they are 5/k times the 5-label formula, a constant factor the weighted mean cross-entropy cancels."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.zeros(len(LABELS))
+    weights[present] = compute_class_weight("balanced", classes=present, y=np.asarray(labels))
+    return weights
 
 
 def epoch_logger(log_metrics, total_epochs: float):
