@@ -91,7 +91,11 @@ def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float]:
 
 
 def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """The metrics of `scores` from confusion matrices of shape (..., 5, 5), one value per matrix."""
+    """The metrics of `scores` from confusion matrices of shape (..., 5, 5), one value per matrix.
+
+    Hand-written on purpose: scikit-learn scores one prediction list per call, and the bootstrap's
+    1,000 resamples of 24 sentences took 2.7 s that way against 0.007 s here (measured under load);
+    tests/test_evaluation.py checks both against scikit-learn."""
     tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(float)
     support, predicted = cm.sum(axis=-1), cm.sum(axis=-2)
     with np.errstate(invalid="ignore", divide="ignore"):
