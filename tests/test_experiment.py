@@ -1,3 +1,5 @@
+import re
+
 import mlflow
 import pytest
 
@@ -74,8 +76,8 @@ def test_shipped_experiments_are_valid(monkeypatch):
 
 
 def test_compare_unknown_experiment(project, store):
-    experiment_store = store
-    mlflow.set_tracking_uri(experiment_store)
-    mlflow.create_experiment("other")
-    with pytest.raises(TrackingError, match="no experiment 'missing' .* it has: Default, other|it has: other"):
-        compare.run("missing", tracking_uri=experiment_store)
+    mlflow.MlflowClient(store).create_experiment("other")  # a new store also holds MLflow's "Default"
+    message = (f"no experiment 'missing' in tracking store {store}; it has: other, Default. "
+               "Train something first (`make run`)")
+    with pytest.raises(TrackingError, match=f"^{re.escape(message)}$"):
+        compare.run("missing", tracking_uri=store)
