@@ -78,6 +78,17 @@ def project(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu are skipped where no CUDA device is present (CI: a CPU machine)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            for item in gpu:
+                item.add_marker(pytest.mark.skip(reason="marked gpu: needs a CUDA device, none is present"))
+
+
 @pytest.fixture(autouse=True)
 def mlflow_uri_left_as_found():
     """Each test leaves MLflow's process-wide tracking URI, and the MLFLOW_TRACKING_URI variable that

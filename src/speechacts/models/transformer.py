@@ -196,7 +196,12 @@ class TransformerClassifier(Classifier):
         weights = str(path / WEIGHTS_DIR)
         if not Path(weights).is_dir():
             raise ModelError(f"{weights}: missing; the model directory is incomplete, retrain it")
-        model = load_weights(weights, AutoModelForSequenceClassification).eval()
+        # on cuda where one is present unless the config says cpu; a model trained with device=cuda
+        # still loads, on the cpu, on a machine without one
+        import torch
+
+        device = "cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"
+        model = load_weights(weights, AutoModelForSequenceClassification).to(device).eval()
         if model.config.id2label != ID2LABEL:
             raise ModelError(f"{weights}: id2label {model.config.id2label} differs from this speechacts' {ID2LABEL}")
         return cls(cfg, model=model, tokenizer=load_pretrained(weights, AutoTokenizer))
