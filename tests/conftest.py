@@ -78,6 +78,34 @@ def project(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu are skipped where no CUDA device is present (CI: a CPU machine)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            for item in gpu:
+                item.add_marker(pytest.mark.skip(reason="marked gpu: needs a CUDA device, none is present"))
+
+
+@pytest.fixture(autouse=True)
+def mlflow_uri_left_as_found():
+    """Each test leaves MLflow's process-wide tracking URI, and the MLFLOW_TRACKING_URI variable that
+    mlflow.set_tracking_uri also sets, as it found them (train.run and compare point MLflow at their store)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    state = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    uri = getattr(state, "_tracking_uri", None)  # None: never set; no public getter tells that from the default
+    yield
+    state = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if state is not None and state._tracking_uri != uri:
+        state.set_tracking_uri(uri)
+    if env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = env
+
+
 @pytest.fixture
 def store(tmp_path) -> str:
     """A fresh local MLflow store (SQLite) in the test's folder."""

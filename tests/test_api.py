@@ -20,20 +20,6 @@ def registered(tmp_path_factory):
     return train_and_register(tmp_path_factory.mktemp("registered"))
 
 
-@pytest.mark.parametrize("family", ["baseline", pytest.param("transformer", marks=pytest.mark.slow),
-                                    pytest.param("embeddings", marks=pytest.mark.slow)])
-def test_save_load_gives_identical_predictions_for_every_family(family, tmp_path):
-    model, config = tiny_model(family)
-    expected = model.predict_proba(SENTENCES)
-    classifier = load_classifier(model.save(tmp_path / "model", config=config))
-    assert classifier.family == family
-    assert np.allclose(classifier.predict_proba(SENTENCES), expected, rtol=0, atol=1e-6)
-    predictions = classifier.predict(SENTENCES)
-    assert [p.text for p in predictions] == SENTENCES
-    assert [p.label for p in predictions] == [LABELS[i] for i in expected.argmax(axis=1)]
-    assert all(list(p.scores) == list(LABELS) and sum(p.scores.values()) == pytest.approx(1) for p in predictions)
-
-
 def test_every_source_of_the_registered_model_predicts_like_the_saved_directory(registered):
     expected = load_model(registered.model_dir).predict_proba(SENTENCES)
     result = registered.result

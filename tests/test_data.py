@@ -12,6 +12,7 @@ from speechacts.labels import LABELS
 
 AUTHORED = Path("data/authored.csv")
 SEED_LABELS = Path("data/seed_labels.csv")
+HARD_IN_TINY_PROJECT = 18  # rows flagged hard in the `project` fixture: 13 authored, 5 contrast
 
 
 def edit(path: Path, change) -> None:
@@ -87,7 +88,9 @@ def test_row_naming_a_seed_article_whose_text_is_not_in_it(project):
 def test_edited_seed_article_breaks_its_rows(project):
     article = Path("seeds") / f"{SEED_NAME}.txt"
     article.write_text(article.read_text(encoding="utf-8").replace("seven hours", "eight hours"), encoding="utf-8")
-    assert "names seed article" in problems() and "Talks lasted for more than seven hours" not in problems()
+    # exactly the one row whose sentence changed is named, by file, line and id
+    assert problems() == (f"validation failed with 1 problem(s):\n  data/seed_labels.csv line 8 (id {SEED_NAME}:009): "
+                          f"names seed article '{SEED_NAME}' as its source, but its text is not in it")
 
 
 def test_unknown_source(project):
@@ -343,3 +346,12 @@ def test_an_unterminated_quote_is_reported_on_its_own_line(project, capsys):
     assert message in problems()
     assert main(["validate"]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_include_hard_false_drops_exactly_the_hard_rows(project):
+    corpus = validate(DataConfig())
+    hard = [r.id for r in corpus.train if r.hard]
+    assert len(hard) == HARD_IN_TINY_PROJECT
+    kept = select(corpus.train, DataConfig(include_hard=False))
+    assert [r.id for r in kept] == [r.id for r in corpus.train if r.id not in hard]
+    assert select(corpus.train, DataConfig(include_hard=True)) == corpus.train

@@ -126,3 +126,13 @@ def test_bootstrap_is_seeded_and_brackets_the_point_estimate():
     assert first == again
     value, low, high = first["accuracy"]
     assert low <= value <= high and value == pytest.approx(accuracy_score(TRUE, PRED))
+
+
+def test_bootstrap_is_the_percentile_interval_of_the_metric_over_resampled_sentences():
+    # the protocol's interval, computed the slow way: scikit-learn's macro-F1 on each resample of the sentences
+    truth, predicted = np.array(TRUE * 3), np.array(PRED * 3)
+    draws = np.random.default_rng(7).integers(0, len(truth), (evaluation.BOOTSTRAP_RESAMPLES, len(truth)))
+    f1 = [f1_score(truth[i], predicted[i], labels=list(LABELS), average="macro", zero_division=0) for i in draws]
+    value, low, high = evaluation.bootstrap_interval(list(truth), list(predicted), 0.9, seed=7)["macro_f1"]
+    assert (low, high) == pytest.approx(tuple(np.quantile(f1, [0.05, 0.95])), abs=1e-12)
+    assert value == pytest.approx(f1_score(truth, predicted, labels=list(LABELS), average="macro", zero_division=0))

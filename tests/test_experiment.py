@@ -1,3 +1,5 @@
+import re
+
 import mlflow
 import pytest
 
@@ -74,8 +76,29 @@ def test_shipped_experiments_are_valid(monkeypatch):
 
 
 def test_compare_unknown_experiment(project, store):
-    experiment_store = store
-    mlflow.set_tracking_uri(experiment_store)
-    mlflow.create_experiment("other")
-    with pytest.raises(TrackingError, match="no experiment 'missing' .* it has: Default, other|it has: other"):
-        compare.run("missing", tracking_uri=experiment_store)
+    mlflow.MlflowClient(store).create_experiment("other")  # a new store also holds MLflow's "Default"
+    message = (f"no experiment 'missing' in tracking store {store}; it has: other, Default. "
+               "Train something first (`make run`)")
+    with pytest.raises(TrackingError, match=f"^{re.escape(message)}$"):
+        compare.run("missing", tracking_uri=store)
+
+
+@pytest.mark.slow
+def test_compare_pairs_only_runs_on_the_same_folds(project, store, capsys):
+    from speechacts import train
+    from speechacts.config import load_config
+
+    for name, seed in (("first", 13), ("second", 14)):  # another seed: other folds, another digest
+        train.run(load_config(BASELINE, tiny_overrides(store, f"name={name}", f"seed={seed}",
+                                                       "tracking.registered_model=null")))
+    capsys.readouterr()
+    rows = compare.run("tests", tracking_uri=store)
+    best, other = rows[0], rows[1]
+    assert {best.name, other.name} == {"first", "second"} and best.digest != other.digest
+    assert other.diff is None and other.p_value is None
+    references = rows[2:]
+    assert len(references) == 6  # three references on each run's folds
+    for row in references:
+        assert (row.diff is not None) == (row.digest == best.digest), row
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(other.name))
+    assert line.split()[-1] == "n/a"

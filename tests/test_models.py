@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_authored
-from speechacts.classifier import build, load_model, read_meta
+from speechacts import load_classifier
+from speechacts.classifier import Classifier, build, load_model, read_meta
 from speechacts.config import BaselineModel, EmbeddingsModel, ModelConfig, TransformerModel, validate
 from speechacts.errors import ModelError
 from speechacts.labels import ID2LABEL, LABELS
@@ -34,19 +35,40 @@ def model_config(family: str, tiny_bert: str):
 
 @pytest.mark.parametrize("family", ["baseline", "embeddings", "transformer"])
 def test_fit_predict_save_load_gives_identical_predictions(family, tiny_bert, tmp_path):
+    """The one save -> load round trip, through the public load_classifier (which calls load_model)."""
     cfg = model_config(family, tiny_bert)
     model = build(cfg, seed=3).fit(TEXTS, LABELS_OF)
     proba = model.predict_proba(PROBE)
     assert proba.shape == (2, len(LABELS))
     assert np.allclose(proba.sum(axis=1), 1)
-    assert model.predict(PROBE) == [LABELS[i] for i in proba.argmax(axis=1)]
-    model.save(tmp_path / "model", config={"model": cfg.model_dump(mode="json")})
-    loaded = load_model(tmp_path / "model")
-    assert type(loaded) is type(model)
-    assert np.allclose(loaded.predict_proba(PROBE), proba, atol=1e-6)
+    classifier = load_classifier(model.save(tmp_path / "model", config={"model": cfg.model_dump(mode="json")}))
+    assert type(classifier.model) is type(model) and classifier.family == family
+    assert np.allclose(classifier.predict_proba(PROBE), proba, rtol=0, atol=1e-6)
+    predictions = classifier.predict(PROBE)
+    assert [p.text for p in predictions] == PROBE
+    assert [p.label for p in predictions] == model.predict(PROBE)
+    assert np.allclose([list(p.scores.values()) for p in predictions], proba, rtol=0, atol=1e-6)
+    assert all(list(p.scores) == list(LABELS) for p in predictions)
     meta = read_meta(tmp_path / "model")
     assert meta["family"] == family and meta["labels"] == list(LABELS)
     assert meta["versions"]["scikit-learn"]
+
+
+class FixedScores(Classifier):
+    """A family whose scores are given, so predict's choice of label can be checked by hand."""
+
+    def __init__(self, proba):
+        self.proba = np.asarray(proba, dtype=float)
+
+    def _predict_proba(self, texts, contexts=None):
+        return self.proba[: len(texts)]
+
+
+def test_predict_answers_the_label_with_the_highest_probability():
+    # columns: threat, demand, denial, offer, assessment; a tie goes to the first label in that order
+    model = FixedScores([[0.1, 0.6, 0.1, 0.1, 0.1], [0.0, 0.1, 0.1, 0.1, 0.7], [0.5, 0.0, 0.0, 0.0, 0.5],
+                         [0.1, 0.1, 0.1, 0.6, 0.1]])
+    assert model.predict(["a", "b", "c", "d"]) == ["demand", "assessment", "threat", "offer"]
 
 
 def test_transformer_saves_safetensors_with_label_maps(tiny_bert, tmp_path):
@@ -288,3 +310,11 @@ def test_an_unknown_family_is_refused_by_name():
     with pytest.raises(ModelError, match="unknown model family 'forest'; expected one of baseline, transformer, "
                                          "embeddings"):
         family_class("forest")
+
+
+def test_transformer_class_weights_are_balanced_and_zero_for_an_absent_label():
+    from speechacts.models.transformer import class_weights
+
+    # ids 0..4 = threat, demand, denial, offer, assessment; n / (labels present * count)
+    assert class_weights([0, 0, 1, 2, 3, 4, 4, 4]) == pytest.approx([0.8, 1.6, 1.6, 1.6, 8 / 15])
+    assert class_weights([0, 0, 1, 1, 1, 4]) == pytest.approx([1.0, 2 / 3, 0.0, 0.0, 2.0])

@@ -1,3 +1,7 @@
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,10 +52,23 @@ def test_seed_article_segmentation_is_pinned_sentence_by_sentence():
     assert segments[0].id == f"{SEED}:001"
 
 
+IDS_SCRIPT = """
+import json, sys
+from pathlib import Path
+from speechacts.segment import segment_seeds
+print(json.dumps({name: [s.id for s in segs] for name, segs in segment_seeds(Path(sys.argv[1])).items()}))
+"""
+
+
 def test_ids_are_stable_across_runs():
-    first = [s.id for s in segment_seeds(ROOT / "seeds")[SEED]]
-    second = [s.id for s in segment_seeds(ROOT / "seeds")[SEED]]
-    assert first == second
+    # other processes with other string hash seeds (what would change a set's or a hash's order) give the same ids
+    here = {name: [s.id for s in segs] for name, segs in segment_seeds(ROOT / "seeds").items()}
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
+               "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+        out = subprocess.run([sys.executable, "-c", IDS_SCRIPT, str(ROOT / "seeds")], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        assert json.loads(out) == here
 
 
 @pytest.mark.parametrize("paragraph, expected", [

@@ -1,3 +1,4 @@
+import io
 import os
 import shutil
 
@@ -6,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import FIXTURES, ROOT, SEED_NAME, tiny_authored, tiny_overrides, write_rows
-from speechacts import train
+from speechacts import evaluation, train
 from speechacts.classifier import load_model
 from speechacts.cli import main
 from speechacts.config import load_config
@@ -209,3 +210,52 @@ def test_the_pyfunc_reads_an_optional_context_column(project, store, tiny_bert):
     assert without[list(LABELS)].to_numpy() == pytest.approx(local.predict_proba(texts))
     with pytest.raises(Exception, match="context 1 is a int, not a string"):
         model.predict(pd.DataFrame({"text": texts, "context": [1, 2]}))
+
+
+@pytest.mark.slow
+def test_repeats_refit_every_fold_on_new_splits_and_pool_all_fold_scores(project, store):
+    result = train.run(load_config(RECIPE, tiny_overrides(store, "evaluation.repeats=2",
+                                                          "tracking.registered_model=null")))
+    assert len(result.fold_scores) == 4  # 2 folds x 2 repeats
+    client = mlflow.MlflowClient(store)
+    children = client.search_runs([client.get_run(result.run_id).info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert sorted((c.data.tags["repeat"], c.data.tags["fold"]) for c in children) == [
+        ("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+    oof = pd.DataFrame(result.oof)
+    assert all(sorted(repeats) == [0, 1] for _, repeats in oof.groupby("id")["repeat"])
+    held_out = {repeat: frozenset(frame.loc[frame["fold"] == 0, "id"]) for repeat, frame in oof.groupby("repeat")}
+    assert held_out[0] != held_out[1]  # each repeat splits anew (seed + repeat)
+    # the interval pools all four fold scores
+    scores = [s["macro_f1"] for s in result.fold_scores]
+    assert result.cv["macro_f1"] == pytest.approx(evaluation.corrected_interval(scores, 1 / 2, 0.95))
+    assert len(set(scores)) > 1
+    per_fold = mlflow.artifacts.load_text(f"runs:/{result.run_id}/cv_scores.csv")
+    assert set(pd.read_csv(io.StringIO(per_fold)).query("model == 'baseline'")["repeat"]) == {0, 1}
+
+
+def test_likely_mislabelled_lists_exactly_the_sentences_whose_label_disagrees_with_confident_predictions():
+    # 8 sentences per label, scored over 2 repeats. Three are labelled wrongly: the model is confident in
+    # another label. The denials are all scored low (0.3) but still as denials: a label the model is unsure
+    # of everywhere, which a single global ranking would list first and confident learning's per-label
+    # threshold does not flag.
+    oof, flipped = [], {"s03": ("offer", 0.02), "s12": ("threat", 0.04), "s36": ("demand", 0.06)}
+    for repeat in (0, 1):
+        for k in range(40):
+            true = LABELS[k // 8]
+            given, p_given = flipped.get(f"s{k:02d}", (true, None))
+            p = dict.fromkeys(LABELS, 0.05)
+            if true == "denial":
+                p = dict.fromkeys(LABELS, 0.175) | {"denial": 0.3}
+            else:
+                p[true] = 0.8
+            if p_given is not None:  # surer of the true label than of any correctly labelled sentence
+                p = dict.fromkeys(LABELS, (0.15 - p_given) / 3) | {true: 0.85, given: p_given}
+            oof.append({"id": f"s{k:02d}", "text": f"sentence {k}", "true": given, "predicted": true,
+                        "repeat": repeat, **{f"p_{label}": value for label, value in p.items()}})
+    found = train.likely_mislabelled(oof)
+    assert list(found["id"]) == ["s03", "s12", "s36"]  # the lowest probability for the given label first
+    assert list(found["given"]) == ["offer", "threat", "demand"]
+    assert list(found["predicted"]) == ["threat", "demand", "assessment"]
+    assert found["p_given"].tolist() == pytest.approx([0.02, 0.04, 0.06])
+    assert set(found.columns) == {"id", "text", "given", "p_given", "predicted"}

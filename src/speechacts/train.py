@@ -164,15 +164,23 @@ def follow(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]) -> None:
 
 
 def likely_mislabelled(oof: list[dict], top: int = 50):
-    """Sentences ranked by their mean out-of-fold probability for the label they were given."""
+    """The sentences that confident learning (cleanlab's find_label_issues, per-label thresholds
+    on the mean out-of-fold probabilities over repeats) flags as likely mislabelled, the lowest
+    probability for the given label first."""
     import pandas as pd
+    from cleanlab.filter import find_label_issues
 
-    frame = pd.DataFrame(oof)
-    frame["p_given"] = [row[f"p_{row['true']}"] for _, row in frame.iterrows()]
-    grouped = frame.groupby("id").agg(text=("text", "first"), given=("true", "first"),
-                                      p_given=("p_given", "mean"),
-                                      predicted=("predicted", lambda s: s.value_counts().index[0]))
-    return grouped.sort_values("p_given").head(top).reset_index()
+    columns = [f"p_{label}" for label in LABELS]
+    grouped = pd.DataFrame(oof).groupby("id", sort=False).agg(
+        text=("text", "first"), given=("true", "first"),
+        predicted=("predicted", lambda s: s.value_counts().index[0]), **{c: (c, "mean") for c in columns})
+    proba = grouped[columns].to_numpy()
+    given = grouped["given"].map(LABELS.index).to_numpy()
+    grouped["p_given"] = proba[np.arange(len(grouped)), given]
+    # n_jobs=1: 2,000 sentences took 15 ms in one process, 194 ms with the default worker pool (under load)
+    issues = find_label_issues(given, proba / proba.sum(axis=1, keepdims=True), filter_by="prune_by_noise_rate",
+                               return_indices_ranked_by="self_confidence", n_jobs=1)
+    return grouped.iloc[issues][["text", "given", "p_given", "predicted"]].head(top).reset_index()
 
 
 def interval_metrics(prefix: str, summary: dict[str, tuple[float, float, float]]) -> dict[str, float]:

@@ -28,9 +28,15 @@ WEIGHTS_DIR = "hf"  # model.safetensors, config.json (with id2label/label2id), t
 
 
 def class_weights(labels: list[int]) -> np.ndarray:
-    """Inverse label frequency, normalised to mean 1 ('balanced', as scikit-learn)."""
-    counts = np.bincount(labels, minlength=len(LABELS)).astype(float)
-    return np.where(counts > 0, len(labels) / (len(LABELS) * np.maximum(counts, 1)), 0.0)
+    """scikit-learn's 'balanced' weights (inverse label frequency) for every label id, 0 for a label absent
+    from `labels` (scikit-learn refuses one; no target of it weighs in the loss). With k < 5 labels present
+    they are 5/k times the 5-label formula, a constant factor the weighted mean cross-entropy cancels."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.zeros(len(LABELS))
+    weights[present] = compute_class_weight("balanced", classes=present, y=np.asarray(labels))
+    return weights
 
 
 def epoch_logger(log_metrics, total_epochs: float):
@@ -191,7 +197,12 @@ class TransformerClassifier(Classifier):
         weights = str(path / WEIGHTS_DIR)
         if not Path(weights).is_dir():
             raise ModelError(f"{weights}: missing; the model directory is incomplete, retrain it")
-        model = load_weights(weights, AutoModelForSequenceClassification).eval()
+        # on cuda where one is present unless the config says cpu; a model trained with device=cuda
+        # still loads, on the cpu, on a machine without one
+        import torch
+
+        device = "cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"
+        model = load_weights(weights, AutoModelForSequenceClassification).to(device).eval()
         if model.config.id2label != ID2LABEL:
             raise ModelError(f"{weights}: id2label {model.config.id2label} differs from this speechacts' {ID2LABEL}")
         return cls(cfg, model=model, tokenizer=load_pretrained(weights, AutoTokenizer))
