@@ -6,7 +6,7 @@ import pytest
 
 from conftest import ROOT, SEED_NAME, read_rows, write_rows
 from speechacts.config import DataConfig
-from speechacts.data import read_label_file, select, to_dataset, validate
+from speechacts.data import read_label_file, select, validate
 from speechacts.errors import DataError
 from speechacts.labels import LABELS
 
@@ -152,15 +152,6 @@ def test_no_rows_left_after_filtering(project):
     corpus = validate(DataConfig())
     with pytest.raises(DataError, match=r"no training rows left after filtering \(data.topics=\['nothing'\]"):
         select(corpus.train, DataConfig(topics=["nothing"]))
-
-
-def test_dataset_has_fixed_label_order_and_keeps_id_and_source(project):
-    corpus = validate(DataConfig())
-    dataset = to_dataset(corpus.train)
-    assert dataset.features["label"].names == list(LABELS)
-    assert {"id", "source", "topic", "hard", "text", "label"} <= set(dataset.column_names)
-    assert dataset[0]["id"] == corpus.train[0].id
-    assert dataset.features["label"].int2str(dataset[0]["label"]) == corpus.train[0].label
 
 
 # The shipped corpus itself: isolated sentences, contrast sentences and authored articles.

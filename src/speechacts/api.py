@@ -49,8 +49,6 @@ class Prediction:
 class SpeechActClassifier:
     """A loaded model of any family behind one interface; inference never asks which family it is."""
 
-    labels = LABELS
-
     def __init__(self, model: Classifier, model_dir: Path, source: str):
         self.model = model
         self.model_dir = model_dir

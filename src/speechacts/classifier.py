@@ -45,7 +45,6 @@ class Classifier:
     scores; train.py fits it on out-of-fold predictions, and it is saved with the model."""
 
     family = "base"
-    classes_: tuple[str, ...] = LABELS
     post_: PostProcess | None = None
 
     def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,

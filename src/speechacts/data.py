@@ -371,14 +371,3 @@ def select(rows: list[Row], cfg: DataConfig) -> list[Row]:
                         f"data.include_hard={cfg.include_hard}); known topics: {', '.join(topics)}")
     return kept
 
-
-def to_dataset(rows: list[Row]):
-    """Rows -> `datasets.Dataset` with a ClassLabel in the fixed label order."""
-    from datasets import ClassLabel, Dataset, Features, Value
-
-    features = Features({"id": Value("string"), "source": Value("string"), "topic": Value("string"),
-                         "hard": Value("bool"), "text": Value("string"), "label": ClassLabel(names=list(LABELS))})
-    return Dataset.from_dict({
-        "id": [r.id for r in rows], "source": [r.source for r in rows], "topic": [r.topic for r in rows],
-        "hard": [r.hard for r in rows], "text": [r.text for r in rows],
-        "label": [LABELS.index(r.label) for r in rows]}, features=features)
