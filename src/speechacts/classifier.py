@@ -61,7 +61,7 @@ class Classifier:
 
     def predict_proba(self, texts: list[str], contexts: list[str] | None = None,
                       prior: str | None = None) -> np.ndarray:
-        """(n, 5) probabilities, columns in `classes_` order, after the saved prior adjustment and
+        """(n, 5) probabilities, columns in LABELS order, after the saved prior adjustment and
         temperature; `prior` overrides the saved prior method (none, articles or em). Contexts are
         used by a model trained with them; missing ones read as empty."""
         texts = list(texts)
