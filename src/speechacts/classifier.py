@@ -23,7 +23,8 @@ from speechacts.labels import LABELS
 
 META_FILE = "speechacts.json"
 FORMAT_VERSION = 1
-PACKAGES = ("speechacts", "scikit-learn", "skops", "torch", "transformers", "datasets", "mlflow", "numpy")
+PACKAGES = ("speechacts", "scikit-learn", "skops", "torch", "transformers", "datasets", "mlflow", "numpy",
+            "onnxruntime", "tokenizers")
 
 
 def package_versions() -> dict[str, str]:
@@ -43,6 +44,7 @@ class Classifier:
     scores; train.py fits it on out-of-fold predictions, and it is saved with the model."""
 
     family = "base"
+    runtime = "torch"  # what runs it: the family's own code; "onnx" for a model loaded on ONNX Runtime
     classes_: tuple[str, ...] = LABELS
     post_: PostProcess | None = None
 
@@ -80,9 +82,11 @@ class Classifier:
         proba = self.predict_proba(texts, contexts)
         return [LABELS[i] for i in proba.argmax(axis=1)]
 
-    def save(self, path: str | Path, config: dict[str, Any] | None = None) -> Path:
+    def save(self, path: str | Path, config: dict[str, Any] | None = None, check=None) -> Path:
         """Write the model directory under a temporary name and rename it when complete, so a kill
-        leaves either no `path` or a whole one (and at worst a `.NAME.partial-PID` folder beside it)."""
+        leaves either no `path` or a whole one (and at worst a `.NAME.partial-PID` folder beside it).
+        With `check` (models.onnx.CheckSet), a family that exports ONNX writes the files that agree
+        with torch on those sentences (models/onnx.py)."""
         path = Path(path)
         config = dict(config or {})
         if "model" not in config and getattr(self, "cfg", None) is not None:
@@ -92,6 +96,8 @@ class Classifier:
         partial.mkdir(parents=True)
         try:
             self._save(partial)
+            if check is not None:
+                self._export(partial, check)
             (self.post_ or PostProcess()).save(partial)
             meta = {"format_version": FORMAT_VERSION, "family": self.family, "labels": list(LABELS),
                     "config": config, "versions": package_versions()}
@@ -110,6 +116,9 @@ class Classifier:
 
     def _save(self, path: Path) -> None:
         raise NotImplementedError
+
+    def _export(self, path: Path, check) -> None:
+        """Write a faster runtime's files beside the saved model (the Hugging Face families: ONNX)."""
 
     @classmethod
     def _load(cls, path: Path, meta: dict[str, Any]) -> Classifier:
@@ -176,11 +185,17 @@ def family_class(family: str) -> type[Classifier]:
     raise ModelError(f"unknown model family {family!r}; expected baseline, transformer or embeddings")
 
 
-def load_model(path: str | Path) -> Classifier:
-    """Load a saved model directory of any family."""
+def load_model(path: str | Path, runtime: str | None = None) -> Classifier:
+    """Load a saved model directory of any family, on `runtime` (torch or onnx; default: the one its
+    export chose, see models/onnx.py)."""
+    from speechacts.models import onnx
+
     path = Path(path)
     meta = read_meta(path)
-    model = family_class(meta["family"])._load(path, meta)
+    if onnx.choose(path, meta, runtime) == "onnx":
+        model = onnx.load(path, meta)
+    else:
+        model = family_class(meta["family"])._load(path, meta)
     model.post_ = PostProcess.load(path)
     return model
 
