@@ -184,11 +184,9 @@ def runtimes(model_dir: Path, torch_model, scratch: Path) -> dict:
     out = {"torch": torch_model}
     folder = model_dir / onnx.weights_dir(torch_model.family)
     if (folder / onnx.FP32).is_file() and not (folder / onnx.INT8).is_file() and not (scratch / onnx.INT8).is_file():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         for name in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy(folder / name, scratch / name)
-        quantize_dynamic(str(folder / onnx.FP32), str(scratch / onnx.INT8), weight_type=QuantType.QInt8)
+        onnx.quantize(folder / onnx.FP32, scratch / onnx.INT8)
     for kind, file in (("onnx_fp32", folder / onnx.FP32), ("onnx_int8", folder / onnx.INT8),
                        ("onnx_int8", scratch / onnx.INT8)):
         if file.is_file() and kind not in out:
