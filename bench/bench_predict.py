@@ -237,29 +237,38 @@ def baseline_throughput(classifier, n: int, repeats: int) -> dict:
     return result
 
 
-def first_line(command: list[str], env: dict) -> tuple[float, float]:
-    """Seconds from starting a process to its first line on stdout, and the process's peak resident
-    memory in MiB; refuses a failed run."""
+# Runs a command and prints its peak resident memory in KiB. A small process of its own, because a
+# child forked by this one starts with this one's pages resident, and ru_maxrss would count them.
+PEAK_RSS = "import os, sys; pid = os.fork() or os.execvp(sys.argv[1], sys.argv[1:]); " \
+           "_, status, usage = os.wait4(pid, 0); print(usage.ru_maxrss, file=sys.stderr); " \
+           "sys.exit(os.waitstatus_to_exitcode(status))"
+
+
+def first_line_seconds(command: list[str], env: dict) -> float:
+    """Seconds from starting a process to its first line on stdout; refuses a failed run."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = process.stdout.readline()
     seconds = time.perf_counter() - started
-    rest, err = process.stdout.read(), process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    _, err = process.communicate(timeout=300)
     if process.returncode != 0 or not line.startswith("{"):
-        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}): {(line + rest + err).strip()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}): {err.strip()[-2000:]}")
+    return seconds
+
+
+def peak_rss_mib(command: list[str], env: dict) -> float:
+    out = subprocess.run([sys.executable, "-c", PEAK_RSS, *command], capture_output=True, text=True, env=env,
+                         timeout=300, check=True)
+    return round(int(out.stderr.strip().splitlines()[-1]) / 1024, 1)
 
 
 def cold_start(args: list[str], runs: int, env: dict) -> dict:
     command = [str(SPEECHACTS), "predict", *args, SENTENCE]
-    first_line(command, env)  # page cache warm: "cold" is the process, not the disk
-    runs_ = [first_line(command, env) for _ in range(runs)]
-    seconds = [s for s, _ in runs_]
+    first_line_seconds(command, env)  # page cache warm: "cold" is the process, not the disk
+    seconds = [first_line_seconds(command, env) for _ in range(runs)]
     return {"command": " ".join(["speechacts", "predict", *args, repr(SENTENCE)]),
             "seconds": [round(s, 3) for s in seconds], "median_s": round(statistics.median(seconds), 3),
-            "min_s": round(min(seconds), 3), "peak_rss_mib": round(max(m for _, m in runs_), 1)}
+            "min_s": round(min(seconds), 3), "peak_rss_mib": peak_rss_mib(command, env)}
 
 
 def register(classifier, folder: Path) -> str:
