@@ -216,12 +216,29 @@ def test_a_model_saved_without_a_config_loads(family, tiny_bert, tmp_path):
     assert np.allclose(loaded.predict_proba(PROBE), model.predict_proba(PROBE), atol=1e-6)
 
 
-def test_the_embeddings_head_holds_only_allowed_types(tiny_bert, tmp_path):
-    from speechacts.models import safe_skops
+def test_the_embeddings_head_is_saved_as_arrays_and_gives_scikit_learns_probabilities(tiny_bert, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from speechacts.models.embeddings import LinearHead
 
     model = build(model_config("embeddings", tiny_bert), seed=0).fit(TEXTS, LABELS_OF)
-    head = model.save(tmp_path / "m") / "head.skops"
-    assert safe_skops.refused_types(head) == []
+    saved = json.loads((model.save(tmp_path / "m") / "head.json").read_text())
+    assert set(saved) == {"classes", "coef", "intercept"} and not (tmp_path / "m" / "head.skops").exists()
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(40, 6))
+    for labels in (list(LABELS) * 8, ["threat", "offer"] * 20):
+        fitted = LogisticRegression().fit(features, labels)
+        head = LinearHead.from_sklearn(fitted).predict_proba(features)
+        columns = [LABELS.index(label) for label in fitted.classes_]
+        assert head[:, columns] == pytest.approx(fitted.predict_proba(features), abs=1e-12)
+        assert head.sum(axis=1) == pytest.approx(1.0)
+
+
+def test_a_damaged_embeddings_head_is_one_clear_error(tiny_bert, tmp_path):
+    saved = build(model_config("embeddings", tiny_bert), seed=0).fit(TEXTS, LABELS_OF).save(tmp_path / "m")
+    (saved / "head.json").write_text('{"classes": ["threat", "maybe"], "coef": [[1.0], [2.0]], "intercept": [0, 0]}')
+    with pytest.raises(ModelError, match="head.json: classes \\['threat', 'maybe'\\] or array shapes do not fit"):
+        load_model(saved)
 
 
 def test_saving_replaces_a_directory_whole_and_a_failed_save_leaves_nothing(tmp_path, monkeypatch):

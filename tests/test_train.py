@@ -182,6 +182,10 @@ def test_hugging_face_families_log_a_pyfunc_model_that_predicts_like_in_process(
     assert served[list(LABELS)].to_numpy() == pytest.approx(local.predict_proba(texts), abs=1e-6)
     run = mlflow.MlflowClient(store).get_run(result.run_id)
     assert run.data.tags["family"] == family and "cv_macro_f1" in run.data.metrics
+    # the default recipe exports ONNX, checks it against torch, and the pyfunc runs on it
+    assert run.data.metrics["onnx_fp32_label_agreement"] == 1.0 and "onnx_int8_label_agreement" in run.data.metrics
+    assert local.runtime == "onnx"
+    assert mlflow.pyfunc.load_model(result.model_uri).unwrap_python_model().model.runtime == "onnx"
 
 
 def test_the_pyfunc_marks_unsure_labels_and_refuses_a_bad_threshold(trained):

@@ -58,8 +58,13 @@ class SpeechActClassifier:
     def family(self) -> str:
         return self.model.family
 
+    @property
+    def runtime(self) -> str:
+        """onnx (ONNX Runtime), or torch: the family's own code (for the baseline, numpy and scikit-learn)."""
+        return self.model.runtime
+
     def __repr__(self) -> str:
-        return f"SpeechActClassifier(family={self.family!r}, source={self.source!r})"
+        return f"SpeechActClassifier(family={self.family!r}, runtime={self.runtime!r}, source={self.source!r})"
 
     @property
     def context(self) -> str:
@@ -135,10 +140,12 @@ def check_texts(texts: list[str] | str) -> list[str]:
     return texts
 
 
-def load_classifier(source: str | Path | None = None, tracking_uri: str | None = None) -> SpeechActClassifier:
-    """Load a model directory, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION."""
+def load_classifier(source: str | Path | None = None, tracking_uri: str | None = None,
+                    runtime: str | None = None) -> SpeechActClassifier:
+    """Load a model directory, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION, on
+    `runtime` (torch or onnx; default: the fastest that passed the model's export check)."""
     from speechacts.classifier import load_model
 
     source = str(source or DEFAULT_SOURCE)
     model_dir = resolve(source, tracking_uri)
-    return SpeechActClassifier(load_model(model_dir), model_dir, source)
+    return SpeechActClassifier(load_model(model_dir, runtime), model_dir, source)

@@ -25,7 +25,8 @@ from speechacts.models import FAMILIES, family_class
 
 META_FILE = "speechacts.json"
 FORMAT_VERSION = 1
-PACKAGES = ("speechacts", "scikit-learn", "skops", "torch", "transformers", "datasets", "mlflow", "numpy")
+PACKAGES = ("speechacts", "scikit-learn", "skops", "torch", "transformers", "datasets", "mlflow", "numpy",
+            "onnxruntime", "tokenizers")
 
 
 def package_versions() -> dict[str, str]:
@@ -45,6 +46,7 @@ class Classifier:
     scores; train.py fits it on out-of-fold predictions, and it is saved with the model."""
 
     family = "base"
+    runtime = "torch"  # what runs it: the family's own code; "onnx" for a model loaded on ONNX Runtime
     post_: PostProcess | None = None
 
     def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,
@@ -81,9 +83,11 @@ class Classifier:
         proba = self.predict_proba(texts, contexts)
         return top_labels(proba)
 
-    def save(self, path: str | Path, config: dict[str, Any] | None = None) -> Path:
+    def save(self, path: str | Path, config: dict[str, Any] | None = None, check=None) -> Path:
         """Write the model directory under a temporary name and rename it when complete, so a kill
-        leaves either no `path` or a whole one (and at worst a `.NAME.partial-PID` folder beside it)."""
+        leaves either no `path` or a whole one (and at worst a `.NAME.partial-PID` folder beside it).
+        With `check` (models.onnx.CheckSet), a family that exports ONNX writes the files that agree
+        with torch on those sentences (models/onnx.py)."""
         path = Path(path)
         config = dict(config or {})
         if "model" not in config and getattr(self, "cfg", None) is not None:
@@ -93,6 +97,8 @@ class Classifier:
         partial.mkdir(parents=True)
         try:
             self._save(partial)
+            if check is not None:
+                self._export(partial, check)
             (self.post_ or PostProcess()).save(partial)
             meta = {"format_version": FORMAT_VERSION, "family": self.family, "labels": list(LABELS),
                     "config": config, "versions": package_versions()}
@@ -111,6 +117,9 @@ class Classifier:
 
     def _save(self, path: Path) -> None:
         raise NotImplementedError
+
+    def _export(self, path: Path, check) -> None:
+        """Write a faster runtime's files beside the saved model (the Hugging Face families: ONNX)."""
 
     @classmethod
     def _load(cls, path: Path, meta: dict[str, Any]) -> Classifier:
@@ -163,11 +172,17 @@ def saved_model_config(path: Path, meta: dict[str, Any], schema):
                          "another speechacts version") from None
 
 
-def load_model(path: str | Path) -> Classifier:
-    """Load a saved model directory of any family."""
+def load_model(path: str | Path, runtime: str | None = None) -> Classifier:
+    """Load a saved model directory of any family, on `runtime` (torch or onnx; default: the one its
+    export chose, see models/onnx.py)."""
+    from speechacts.models import onnx
+
     path = Path(path)
     meta = read_meta(path)
-    model = family_class(meta["family"])._load(path, meta)
+    if onnx.choose(path, meta, runtime) == "onnx":
+        model = onnx.load(path, meta)
+    else:
+        model = family_class(meta["family"])._load(path, meta)
     model.post_ = PostProcess.load(path)
     return model
 

@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "\"unsure\": true in jsonl); the label itself is kept")
     p.add_argument("--prior", choices=("none", "articles", "em"), default=None,
                    help="override the model's saved label-prior adjustment")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default=None,
+                   help="what runs a transformer or embeddings model: onnx (ONNX Runtime, no torch import) or "
+                        "torch (default: the fastest that passed the model's export check)")
     p.add_argument("--format", choices=("table", "jsonl"), default=None,
                    help="table (default on a terminal) or jsonl: one JSON object per sentence (default in a pipe)")
     p.set_defaults(func=cmd_predict)

@@ -44,6 +44,12 @@ class EvaluationConfig(Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
+# what the Hugging Face families export beside their weights at save (see models/onnx.py): nothing,
+# ONNX (fp32), or ONNX and a dynamically quantized int8 copy; each is kept only if it agrees with torch
+EXPORTS = ("none", "onnx", "onnx-int8")
+Export = Literal["none", "onnx", "onnx-int8"]
+
+
 class ModelCommon(Strict):
     """What every family shares: how its probabilities are adjusted after scoring."""
 
@@ -89,6 +95,7 @@ class TransformerModel(ModelCommon):
     save_checkpoints: bool = False  # True keeps per-epoch checkpoints (with optimizer state) in checkpoint_dir
     checkpoint_dir: AnyPath = Path("outputs/checkpoints")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    export: Export = "onnx-int8"
 
 
 class EmbeddingsModel(ModelCommon):
@@ -100,6 +107,7 @@ class EmbeddingsModel(ModelCommon):
     class_weight: Literal["balanced"] | None = "balanced"
     max_iter: int = Field(2000, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    export: Export = "onnx-int8"
 
 
 ModelConfig = Annotated[

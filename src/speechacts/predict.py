@@ -54,23 +54,24 @@ def main(args: argparse.Namespace) -> int:
         fmt = args.format or ("table" if sys.stdout.isatty() else "jsonl")
         try:
             options = {"min_confidence": args.min_confidence, "prior": args.prior}
+            runtime = getattr(args, "runtime", None)
             if request.lines is not None:
-                classifier = load_classifier(args.model, args.tracking_uri)
+                classifier = load_classifier(args.model, args.tracking_uri, runtime)
                 stream(classifier, request.lines, fmt, sys.stdout, progress=sys.stderr.isatty(), **options)
             else:
-                write(run(request, args.model, args.tracking_uri, **options), fmt, sys.stdout)
+                write(run(request, args.model, args.tracking_uri, runtime=runtime, **options), fmt, sys.stdout)
         except BrokenPipeError:  # the reader (`| head`) stopped reading: not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
 def run(request: Request, model: str | None = None, tracking_uri: str | None = None, min_confidence: float = 0.0,
-        prior: str | None = None) -> list[Prediction]:
+        prior: str | None = None, runtime: str | None = None) -> list[Prediction]:
     """Label a request with the model a source names (default models:/speechacts-classifier@champion)."""
     check_confidence(min_confidence)
     if request.article is not None:
         report_left_out(request)
-    classifier = load_classifier(model, tracking_uri)
+    classifier = load_classifier(model, tracking_uri, runtime)
     if request.article is None:
         return classifier.predict(request.sentences if request.lines is None else list(request.lines),
                                   min_confidence=min_confidence, prior=prior)

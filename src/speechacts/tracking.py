@@ -272,7 +272,7 @@ def pip_requirements() -> list[str]:
 
     versions = package_versions()
     names = {"mlflow": "mlflow", "scikit-learn": "scikit-learn", "skops": "skops", "numpy": "numpy",
-             "torch": "torch", "transformers": "transformers"}
+             "torch": "torch", "transformers": "transformers", "onnxruntime": "onnxruntime", "tokenizers": "tokenizers"}
     reqs = [f"{pkg}=={versions[key]}" for key, pkg in names.items() if key in versions]
     return reqs + ["pysbd", "pydantic>=2", "pyyaml", "pandas", "safetensors"]
 

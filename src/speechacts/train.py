@@ -22,6 +22,8 @@ from speechacts.classifier import build, package_versions
 from speechacts.config import Config
 from speechacts.data import ISOLATED, Row, select, validate
 from speechacts.labels import LABELS, top_labels
+from speechacts.models import onnx
+from speechacts.models.onnx import CheckSet
 from speechacts.prepare import data_card, shortcut_report
 
 REFERENCES = ("majority", "stratified", "assessment")
@@ -324,7 +326,10 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None, progress=None) ->
         tracking.log_metrics(interval_metrics("seed_", seed_scores))
         log_article_reports(cfg, model)
         # save and register
-        model_dir = model.save(Path(cfg.output_dir) / run_id / "model", config=cfg.model_dump(mode="json"))
+        # ONNX files (transformer, embeddings) are kept only if they agree with torch on the training sentences
+        check = CheckSet(texts, labels, [r.in_article for r in rows], context.for_rows(cfg.model.context, rows))
+        model_dir = model.save(Path(cfg.output_dir) / run_id / "model", config=cfg.model_dump(mode="json"), check=check)
+        tracking.log_metrics(onnx.metrics(model_dir))
         example = pd.DataFrame({"text": texts[:3]})
         registered = cfg.tracking.registered_model
         info = tracking.log_model(model_dir, example, proba_frame(model.predict_proba(texts[:3])), registered)

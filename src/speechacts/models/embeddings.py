@@ -1,8 +1,13 @@
-"""Frozen sentence embeddings (mean pooling, L2-normalised) of a pretrained encoder -> LogisticRegression."""
+"""Frozen sentence embeddings (mean pooling, L2-normalised) of a pretrained encoder -> LogisticRegression.
+
+The head is kept as its arrays (head.json: classes, coefficients, intercepts) and applied with
+numpy, so a saved model loads without scikit-learn or skops, and can carry no code."""
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -12,11 +17,12 @@ import numpy as np
 from speechacts.classifier import Classifier
 from speechacts.config import EmbeddingsModel
 from speechacts.errors import ModelError
-from speechacts.models import hf, safe_skops
-from speechacts.models.common import aligned_proba
+from speechacts.labels import LABELS
+from speechacts.models import hf
 
 ENCODER_DIR = "encoder"
-HEAD_FILE = "head.skops"
+HEAD_FILE = "head.json"
+OLD_HEAD_FILE = "head.skops"  # models saved before head.json
 TRAINING_CACHE_SIZE = 100_000  # sentences (1.5 kB each for MiniLM): the whole corpus, several times over
 
 
@@ -26,12 +32,15 @@ class Encoder:
     a loaded model has none, so a long-running server does not grow."""
 
     def __init__(self, path: str, max_length: int, batch_size: int, device: str, cache_size: int = 0):
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
         from transformers import AutoModel, AutoTokenizer
 
         hf.quiet()
         self.path, self.max_length, self.batch_size = path, max_length, batch_size
         self.tokenizer = hf.load_pretrained(path, AutoTokenizer)
         self.model = hf.load_weights(path, AutoModel).to(device).eval()
+        self.pooling = Pooling(self.model.config.hidden_size, pooling_mode="mean")
+        self.normalize = Normalize()
         self.cache_size = cache_size
         self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -48,10 +57,9 @@ class Encoder:
             for index, batch in hf.length_batches(self.tokenizer, todo, self.batch_size, self.max_length):
                 candidates += hf.at_limit(index, batch, self.max_length)
                 batch = batch.to(device)
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+                features = {"token_embeddings": self.model(**batch).last_hidden_state,
+                            "attention_mask": batch["attention_mask"]}
+                pooled = self.normalize(self.pooling(features))["sentence_embedding"].float().cpu().numpy()
                 for j, i in enumerate(index):
                     vectors[todo[i]] = pooled[j]
         self.remember({t: vectors[t] for t in todo})
@@ -68,6 +76,59 @@ class Encoder:
         self.cache.update(vectors)
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
+
+
+@dataclass
+class LinearHead:
+    """A fitted LogisticRegression as its arrays: probabilities by numpy, columns in LABELS order."""
+
+    classes: list[str]
+    coef: np.ndarray  # (classes, features), or (1, features) for two classes
+    intercept: np.ndarray
+
+    @classmethod
+    def from_sklearn(cls, fitted) -> LinearHead:
+        return cls(list(fitted.classes_), np.asarray(fitted.coef_, dtype=np.float64),
+                   np.asarray(fitted.intercept_, dtype=np.float64))
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """As LogisticRegression.predict_proba (softmax; the logistic for two classes), in LABELS order."""
+        scores = np.asarray(features, dtype=np.float64) @ self.coef.T + self.intercept
+        if len(self.classes) == 2:
+            positive = 1 / (1 + np.exp(-scores[:, 0]))
+            proba = np.stack([1 - positive, positive], axis=1)
+        else:
+            scores -= scores.max(axis=1, keepdims=True)
+            proba = np.exp(scores)
+            proba /= proba.sum(axis=1, keepdims=True)
+        out = np.zeros((len(proba), len(LABELS)))
+        out[:, [LABELS.index(label) for label in self.classes]] = proba
+        return out
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"classes": self.classes, "coef": self.coef.tolist(),
+                                    "intercept": self.intercept.tolist()}), encoding="utf-8")
+
+
+def load_head(path: Path, meta: dict[str, Any]) -> LinearHead:
+    """The head of a saved embeddings model (head.json; an older model's head.skops)."""
+    file = path / HEAD_FILE
+    if not file.is_file() and (path / OLD_HEAD_FILE).is_file():
+        from speechacts.models import safe_skops
+
+        return LinearHead.from_sklearn(safe_skops.load(path / OLD_HEAD_FILE, meta))
+    try:
+        saved = json.loads(file.read_text(encoding="utf-8"))
+        head = LinearHead(list(saved["classes"]), np.array(saved["coef"], dtype=np.float64),
+                          np.array(saved["intercept"], dtype=np.float64))
+    except FileNotFoundError:
+        raise ModelError(f"{file}: missing; the model directory is incomplete, retrain it") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{file}: not a saved head (classes, coef, intercept): {exc}; retrain the model") from None
+    if not set(head.classes) <= set(LABELS) or head.coef.ndim != 2 or len(head.intercept) != len(head.coef):
+        raise ModelError(f"{file}: classes {head.classes} or array shapes do not fit this speechacts' labels "
+                         f"{list(LABELS)}; retrain the model")
+    return head
 
 
 @lru_cache(maxsize=2)
@@ -92,8 +153,9 @@ class EmbeddingsClassifier(Classifier):
         cfg = self.cfg
         self.encoder_ = shared_encoder(hf.resolve_pretrained(cfg.pretrained), cfg.max_length, cfg.batch_size,
                                        hf.pick_device(cfg.device))
-        self.head_ = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter,
-                                        random_state=self.seed).fit(self.features(texts, contexts), list(labels))
+        head = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter,
+                                  random_state=self.seed).fit(self.features(texts, contexts), list(labels))
+        self.head_ = LinearHead.from_sklearn(head)
         return self
 
     def features(self, texts: list[str], contexts: list[str] | None) -> np.ndarray:
@@ -112,18 +174,24 @@ class EmbeddingsClassifier(Classifier):
     def _predict_proba(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         if self.head_ is None:
             raise ModelError("the embeddings classifier is not fitted; call fit() or load a saved model")
-        return aligned_proba(self.head_.predict_proba(self.features(texts, contexts)), list(self.head_.classes_))
+        return self.head_.predict_proba(self.features(texts, contexts))
 
     def _save(self, path: Path) -> None:
         self.encoder_.model.save_pretrained(path / ENCODER_DIR, safe_serialization=True)
         self.encoder_.tokenizer.save_pretrained(path / ENCODER_DIR)
-        safe_skops.dump(self.head_, path / HEAD_FILE)
+        self.head_.save(path / HEAD_FILE)
+
+    def _export(self, path: Path, check) -> None:
+        if self.cfg.export != "none":
+            from speechacts.models import onnx
+
+            onnx.export_checked(self, self.encoder_.model, self.encoder_.tokenizer, path, "last_hidden_state", check)
 
     @classmethod
     def _load(cls, path: Path, meta: dict[str, Any]) -> EmbeddingsClassifier:
         from speechacts.classifier import saved_model_config
 
         cfg = saved_model_config(path, meta, EmbeddingsModel)
-        head = safe_skops.load(path / HEAD_FILE, meta)
+        head = load_head(path, meta)
         encoder = Encoder(str(path / ENCODER_DIR), cfg.max_length, cfg.batch_size, hf.pick_device(cfg.device))
         return cls(cfg, encoder=encoder, head=head)

@@ -186,6 +186,12 @@ class TransformerClassifier(Classifier):
         self.model_.save_pretrained(path / WEIGHTS_DIR, safe_serialization=True)
         self.tokenizer_.save_pretrained(path / WEIGHTS_DIR)
 
+    def _export(self, path: Path, check) -> None:
+        if self.cfg.export != "none":
+            from speechacts.models import onnx
+
+            onnx.export_checked(self, self.model_, self.tokenizer_, path, "logits", check)
+
     @classmethod
     def _load(cls, path: Path, meta: dict[str, Any]) -> TransformerClassifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
