@@ -60,7 +60,7 @@ class BaselineClassifier(Classifier):
         self.pipeline_ = pipeline
 
     def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,
-            log_metrics=None) -> BaselineClassifier:
+            log_metrics=None, groups=None) -> BaselineClassifier:
         self.cfg = self.cfg or BaselineModel()
         self.pipeline_ = make_pipeline(self.cfg, self.seed).fit(self.inputs(texts, contexts), list(labels))
         return self
