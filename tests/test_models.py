@@ -287,7 +287,7 @@ def test_transformer_lr_schedule_is_the_configured_one(tiny_bert, monkeypatch):
     model = build(cfg, seed=0).fit(TEXTS, LABELS_OF)
     assert model.model_ is not None
     assert str(seen[0][0]) in ("cosine", "SchedulerType.COSINE")
-    assert seen[0][1] == 1  # warmup_ratio 0.1 of 8 steps (60 rows, batch 8), rounded up: a ratio, not 0 steps
+    assert seen[0][1] == 1  # warmup_ratio 0.1 of 4 steps (30 rows, batch 8), rounded up: a ratio, not 0 steps
 
 
 def test_early_stopping_holds_out_whole_articles_and_keeps_the_best_epoch(tiny_bert, monkeypatch, capsys):
