@@ -35,8 +35,8 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-bench: $(STAMP)          ## training jobs; for prediction: $(PY) bench/bench_predict.py --model outputs/<run id>/model
-	$(PY) bench/bench_train.py configs/baseline.yaml configs/embeddings.yaml configs/transformer.yaml
+bench: $(STAMP)          ## the default job (make run), whole and per-family final fit; for prediction: $(PY) bench/bench_predict.py --model outputs/<run id>/model
+	$(PY) bench/bench_train.py experiments/default.yaml
 
 ui: $(STAMP)             ## MLflow UI on the local store at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000

@@ -60,6 +60,16 @@ def write(tmp_path, text: str) -> Path:
     ("model: {family: baseline}", ["model.epochs=3"], "model.epochs: unknown key"),
     ("model: {family: baseline}", ["evaluation.folds=many"], "evaluation.folds: Input should be a valid integer"),
     ("model: {family: transformer, learning_rate: -1}", [], "model.learning_rate: Input should be greater than 0"),
+    ("model: {family: transformer, lr_scheduler_type: cosinus}", [], "model.lr_scheduler_type: Input should be "
+                                                                     "'linear', 'cosine'"),
+    ("model: {family: transformer, early_stopping_patience: 0}", [], "model.early_stopping_patience: Input should be "
+                                                                     "greater than or equal to 1"),
+    ("model: {family: transformer, validation_fraction: 0.8}", [], "model.validation_fraction: Input should be less "
+                                                                   "than or equal to 0.5"),
+    ("model: {family: transformer, ensemble_seeds: 0}", [], "model.ensemble_seeds: Input should be greater than or "
+                                                            "equal to 1"),
+    ("model: {family: transformer, seed: 1.5}", [], "model.seed: Input should be a valid integer"),
+    ("model: {family: baseline}", ["model.ensemble_seeds=3"], "model.ensemble_seeds: unknown key"),
 ])
 def test_bad_config_names_file_and_dotted_key(tmp_path, text, overrides, message):
     path = write(tmp_path, text)

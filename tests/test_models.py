@@ -335,3 +335,75 @@ def test_transformer_class_weights_are_balanced_and_zero_for_an_absent_label():
     # ids 0..4 = threat, demand, denial, offer, assessment; n / (labels present * count)
     assert class_weights([0, 0, 1, 2, 3, 4, 4, 4]) == pytest.approx([0.8, 1.6, 1.6, 1.6, 8 / 15])
     assert class_weights([0, 0, 1, 1, 1, 4]) == pytest.approx([1.0, 2 / 3, 0.0, 0.0, 2.0])
+
+
+def test_transformer_lr_schedule_is_the_configured_one(tiny_bert, monkeypatch):
+    import transformers
+
+    seen = []
+    original = transformers.Trainer.create_scheduler
+
+    def spy(trainer, num_training_steps, optimizer=None):
+        scheduler = original(trainer, num_training_steps, optimizer)
+        seen.append((trainer.args.lr_scheduler_type, trainer.args.get_warmup_steps(num_training_steps),
+                     [group["lr"] for group in trainer.optimizer.param_groups]))
+        return scheduler
+
+    monkeypatch.setattr(transformers.Trainer, "create_scheduler", spy)
+    cfg = model_config("transformer", tiny_bert).model_copy(update={"lr_scheduler_type": "cosine", "epochs": 1})
+    model = build(cfg, seed=0).fit(TEXTS, LABELS_OF)
+    assert model.model_ is not None
+    assert str(seen[0][0]) in ("cosine", "SchedulerType.COSINE")
+    assert seen[0][1] == 1  # warmup_ratio 0.1 of 4 steps (30 rows, batch 8), rounded up: a ratio, not 0 steps
+
+
+def test_early_stopping_holds_out_whole_articles_and_keeps_the_best_epoch(tiny_bert, monkeypatch, capsys):
+    from speechacts.evaluation import inner_split
+
+    articles = [f"article-{i % 6}" if i % 3 else None for i in range(len(TEXTS))]
+    fit_rows, val_rows = inner_split(LABELS_OF, articles, 0.2, seed=0)
+    assert sorted([*fit_rows, *val_rows]) == list(range(len(TEXTS)))
+    held = {articles[i] for i in val_rows}
+    assert None not in held and len(held) == 1  # one article of six (fraction 0.2 -> 5 splits), whole
+    assert all(articles[i] not in held for i in fit_rows)
+    # a learning rate of 0 leaves the weights as initialised: validation macro-F1 never improves
+    # after epoch 1, so patience 1 stops at epoch 2 of 20
+    cfg = model_config("transformer", tiny_bert).model_copy(update={
+        "epochs": 20, "learning_rate": 1e-12, "early_stopping_patience": 1, "validation_fraction": 0.2})
+    calls = []
+    build(cfg, seed=0).fit(TEXTS, LABELS_OF, groups=articles, log_metrics=lambda m, step=None: calls.append(m))
+    assert "early stopping: best epoch 1 of 2 trained" in capsys.readouterr().out
+    assert {"best_epoch": 1.0, "epochs_trained": 2.0} in calls
+    assert sum("val_macro_f1" in m for m in calls) == 2
+
+
+def test_early_stopping_needs_two_articles_to_hold_one_out(tiny_bert):
+    from speechacts.errors import DataError
+
+    cfg = model_config("transformer", tiny_bert).model_copy(update={"early_stopping_patience": 1})
+    with pytest.raises(DataError, match="early stopping holds out whole articles for validation, but the training "
+                                        "set has 1; set model.early_stopping_patience=null"):
+        build(cfg, seed=0).fit(TEXTS, LABELS_OF, groups=["one"] * len(TEXTS))
+
+
+def test_an_ensemble_averages_its_seeds_and_saves_and_loads_every_member(tiny_bert, tmp_path):
+    cfg = model_config("transformer", tiny_bert).model_copy(update={"ensemble_seeds": 2, "epochs": 1})
+    model = build(cfg, seed=4).fit(TEXTS, LABELS_OF)
+    assert len(model.members_) == 1
+    alone = model_config("transformer", tiny_bert).model_copy(update={"epochs": 1})
+    four = build(alone, seed=4).fit(TEXTS, LABELS_OF).predict_proba(PROBE)
+    five = build(alone, seed=5).fit(TEXTS, LABELS_OF).predict_proba(PROBE)
+    proba = model.predict_proba(PROBE)
+    assert np.allclose(proba, (four + five) / 2, atol=1e-6)
+    model.save(tmp_path / "m", config={"model": cfg.model_dump(mode="json")})
+    assert (tmp_path / "m" / "hf_seed1" / "model.safetensors").is_file()
+    assert np.allclose(load_model(tmp_path / "m").predict_proba(PROBE), proba, atol=1e-6)
+    shutil.rmtree(tmp_path / "m" / "hf_seed1")
+    with pytest.raises(ModelError, match="hf_seed1: missing; model.ensemble_seeds=2"):
+        load_model(tmp_path / "m")
+
+
+def test_model_seed_varies_the_model_and_not_the_run_seed(tiny_bert):
+    cfg = model_config("transformer", tiny_bert).model_copy(update={"epochs": 1, "seed": 7})
+    assert build(cfg, seed=1).seed == build(cfg, seed=2).seed == 7
+    assert build(cfg.model_copy(update={"seed": None}), seed=2).seed == 2

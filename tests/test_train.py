@@ -263,3 +263,32 @@ def test_likely_mislabelled_lists_exactly_the_sentences_whose_label_disagrees_wi
     assert list(found["predicted"]) == ["threat", "demand", "assessment"]
     assert found["p_given"].tolist() == pytest.approx([0.02, 0.04, 0.06])
     assert set(found.columns) == {"id", "text", "given", "p_given", "predicted"}
+
+
+@pytest.mark.slow
+def test_early_stopping_in_the_train_job_validates_on_whole_training_articles(project, store, tiny_bert, monkeypatch):
+    from speechacts import evaluation
+
+    calls = []
+    real = evaluation.inner_split
+
+    def spy(labels, groups, fraction, seed):
+        fit_rows, val_rows = real(labels, groups, fraction, seed)
+        calls.append((groups, fit_rows, val_rows))
+        return fit_rows, val_rows
+
+    monkeypatch.setattr(evaluation, "inner_split", spy)
+    recipe = ROOT / "configs/transformer.yaml"
+    extra = [f"model.pretrained={tiny_bert}", "model.max_length=32", "model.epochs=3", "model.batch_size=8",
+             "model.early_stopping_patience=1", "model.validation_fraction=0.5", "tracking.registered_model=null"]
+    result = train.run(load_config(recipe, tiny_overrides(store, *extra)))
+    assert len(calls) == 3  # two folds and the final fit
+    for groups, fit_rows, val_rows in calls:
+        held = {groups[i] for i in val_rows}
+        assert held and None not in held  # whole articles, never a sentence alone
+        assert not held & {groups[i] for i in fit_rows}
+    final_groups = calls[-1][0]
+    assert len(final_groups) == len(result.oof) and sum(g is not None for g in final_groups) > 0
+    history = mlflow.MlflowClient(store).search_runs(
+        [mlflow.get_experiment_by_name("tests").experiment_id], filter_string="tags.fold = '0'")
+    assert "best_epoch" in history[0].data.metrics

@@ -50,9 +50,11 @@ class Classifier:
     post_: PostProcess | None = None
 
     def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,
-            log_metrics=None) -> Classifier:
+            log_metrics=None, groups=None) -> Classifier:
         """Fit on texts (and their contexts, for a model whose `context` is not none); families that
-        train in epochs score eval_set (texts, labels[, contexts]) and call log_metrics(dict, step)."""
+        train in epochs score eval_set (texts, labels[, contexts]) and call log_metrics(dict, step).
+        groups: each row's article (None for a sentence alone), for families that hold out whole
+        articles to validate on (the transformer's early stopping)."""
         raise NotImplementedError
 
     @property

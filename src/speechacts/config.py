@@ -87,6 +87,9 @@ class TransformerModel(ModelCommon):
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(64, ge=8)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    # transformers' schedule after the warmup (its SchedulerType names); linear: to 0 at the last step
+    lr_scheduler_type: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                               "constant_with_warmup", "inverse_sqrt"] = "linear"
     weight_decay: float = Field(0.01, ge=0)
     class_weighting: bool = True
     freeze_embeddings: bool = True  # the word-embedding matrix is half of MiniLM; freezing it halves step time
@@ -96,6 +99,15 @@ class TransformerModel(ModelCommon):
     checkpoint_dir: AnyPath = Path("outputs/checkpoints")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     export: Export = "onnx-int8"
+    # the seed of the model's initialisation and data order; null: the run's `seed`, which also picks
+    # the folds. Set it to vary the model alone on identical folds.
+    seed: int | None = None
+    # null: train `epochs` epochs. n: hold out validation_fraction of the training articles (whole
+    # articles), evaluate every epoch, stop after n epochs without a better validation macro-F1 and
+    # keep the best epoch (up to `epochs`). The final model holds out the same share.
+    early_stopping_patience: int | None = Field(None, ge=1)
+    validation_fraction: float = Field(0.15, gt=0, le=0.5)
+    ensemble_seeds: int = Field(1, ge=1, le=10)  # n models, seeds seed..seed+n-1, probabilities averaged
 
 
 class EmbeddingsModel(ModelCommon):

@@ -135,7 +135,9 @@ def fit_point(cfg: Config, rows: list[Row], folds: list[evaluation.Fold], trains
     scores, ratios = [], []
     with tracking.run(f"{cfg.name}/curve/{fraction:g}", nested=True, tags={"fraction": f"{fraction:g}"}):
         for fold, train in zip(folds, trains):
-            model = build(cfg.model, cfg.seed).fit([texts[i] for i in train], [labels[i] for i in train], pick(train))
+            model = build(cfg.model, cfg.seed).fit([texts[i] for i in train], [labels[i] for i in train], pick(train),
+                                                   groups=[rows[i].source if rows[i].in_article else None
+                                                           for i in train])
             proba = model.predict_proba([texts[i] for i in fold.test], pick(fold.test))
             scores.append(subset_scores([rows[i] for i in fold.test], [labels[i] for i in fold.test],
                                         top_labels(proba)))

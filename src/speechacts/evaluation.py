@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -182,3 +183,25 @@ def subset_scores(rows: list, truth: list[str], predicted: list[str]) -> dict[st
         if index:
             out |= {prefix + k: v for k, v in scores([truth[i] for i in index], [predicted[i] for i in index]).items()}
     return out
+
+
+def inner_split(labels: list[str], groups: list[str | None] | None, fraction: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) indices inside a training set: about `fraction` of its articles, whole,
+    held out (stratified by label), so that the validation score is an article score; sentences
+    alone (group None) always stay in the fit part. Without articles, single sentences are held out."""
+    index = np.arange(len(labels))
+    articles = index if groups is None or all(g is None for g in groups) else np.array(
+        [i for i in index if groups[i] is not None])
+    group = np.asarray([str(i) if groups is None or groups[i] is None else groups[i] for i in articles])
+    n_groups = len(set(group))
+    if n_groups < 2:
+        raise DataError(f"early stopping holds out whole articles for validation, but the training set has "
+                        f"{n_groups}; set model.early_stopping_patience=null or add articles")
+    splitter = StratifiedGroupKFold(n_splits=min(n_groups, max(2, round(1 / fraction))), shuffle=True,
+                                    random_state=seed)
+    with warnings.catch_warnings():  # a rare label in fewer articles than splits: the split is still grouped
+        warnings.simplefilter("ignore", UserWarning)
+        _, held = next(splitter.split(np.zeros(len(articles)), np.asarray(labels)[articles], group))
+    validation = articles[held]
+    return np.setdiff1d(index, validation), validation

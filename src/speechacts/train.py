@@ -78,6 +78,11 @@ def class_balanced(model_cfg) -> bool:
     return getattr(model_cfg, "class_weight", None) == "balanced" or getattr(model_cfg, "class_weighting", False)
 
 
+def articles(rows: list[Row]) -> list[str | None]:
+    """Each row's article, None for a sentence alone: what an inner validation split keeps whole."""
+    return [r.source if r.in_article else None for r in rows]
+
+
 def fit_fold(cfg: Config, rows: list[Row], fold: evaluation.Fold, log_metrics=None):
     """A fresh model fitted on a fold's training rows; families that train in epochs score its test rows."""
     train, test = [rows[i] for i in fold.train], [rows[i] for i in fold.test]
@@ -86,7 +91,7 @@ def fit_fold(cfg: Config, rows: list[Row], fold: evaluation.Fold, log_metrics=No
                                           context.for_rows(kind, train),
                                           eval_set=([r.text for r in test], [r.label for r in test],
                                                     context.for_rows(kind, test)),
-                                          log_metrics=log_metrics)
+                                          log_metrics=log_metrics, groups=articles(train))
 
 
 def epoch_logger(progress, position: int, heard: list[int]):
@@ -162,7 +167,8 @@ def follow(cfg: Config, rows: list[Row], folds: list[evaluation.Fold]) -> None:
     that it trains alongside rank 0; it logs, scores and writes nothing."""
     for f in folds:
         fit_fold(cfg, rows, f)
-    build(cfg.model, cfg.seed).fit([r.text for r in rows], [r.label for r in rows])
+    build(cfg.model, cfg.seed).fit([r.text for r in rows], [r.label for r in rows],
+                                   context.for_rows(cfg.model.context, rows), groups=articles(rows))
 
 
 def likely_mislabelled(oof: list[dict], top: int = 50):
@@ -319,7 +325,8 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None, progress=None) ->
         log_cv_artifacts(cfg, rows, folds, fold_scores, ref_scores, oof, summary)
         # final model, and the real-text check on the seed articles
         fit_started = time.perf_counter()
-        model = build(cfg.model, cfg.seed).fit(texts, labels, context.for_rows(cfg.model.context, rows))
+        model = build(cfg.model, cfg.seed).fit(texts, labels, context.for_rows(cfg.model.context, rows),
+                                               groups=articles(rows))
         model.post_ = post.postprocess
         tracking.log_metrics({"final_fit_seconds": time.perf_counter() - fit_started})
         seed_scores = real_text_check(cfg, model, corpus.test)

@@ -92,7 +92,7 @@ class BaselineClassifier(Classifier):
         return self.featuriser_.settings["context"] if self.featuriser_ else super().context
 
     def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,
-            log_metrics=None) -> BaselineClassifier:
+            log_metrics=None, groups=None) -> BaselineClassifier:
         import scipy.sparse as sp
         from sklearn.linear_model import LogisticRegression
 

@@ -147,7 +147,7 @@ class EmbeddingsClassifier(Classifier):
         self.head_ = head
 
     def fit(self, texts: list[str], labels: list[str], contexts: list[str] | None = None, eval_set=None,
-            log_metrics=None) -> EmbeddingsClassifier:
+            log_metrics=None, groups=None) -> EmbeddingsClassifier:
         from sklearn.linear_model import LogisticRegression
 
         cfg = self.cfg
