@@ -5,6 +5,8 @@ Usage:
     python bench/bench_train.py configs/baseline.yaml [configs/transformer.yaml ...] [--repeat N]
     python bench/bench_train.py experiments/default.yaml --set evaluation.folds=2   # overrides for every run
     python bench/bench_train.py ... --out /tmp/bench   # results elsewhere than bench/results/
+    python bench/bench_train.py experiments/default.yaml --set tracking.uri=sqlite:///mlflow.db --set output_dir=outputs
+        # `make run` timed, its runs and champion kept in the project's store
 
 Each target runs on the full corpus into a temporary MLflow store that exists before the clock
 starts (creating the SQLite schema takes seconds and is paid once per store). Interpreter start
@@ -75,7 +77,9 @@ def bench(target: str, sets: list[str], tmp: str) -> dict:
     from speechacts import experiment, tracking, train
     from speechacts.config import TrackingConfig, load_config
 
-    store = f"sqlite:///{tmp}/mlflow-{time.monotonic_ns()}.db"
+    # a fresh store unless --set tracking.uri=... names one (e.g. the project's, to time `make run` and keep its models)
+    store = next((s.split("=", 1)[1] for s in reversed(sets) if s.startswith("tracking.uri=")),
+                 f"sqlite:///{tmp}/mlflow-{time.monotonic_ns()}.db")
     overrides = [f"tracking.uri={store}", f"output_dir={tmp}/outputs", *sets]
     tracking.connect(TrackingConfig(uri=store, experiment="bench"))  # create the store before the clock starts
     load = os.getloadavg()
