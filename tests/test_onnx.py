@@ -172,8 +172,8 @@ def test_runtime_onnx_without_an_export_is_a_clear_error(tiny_bert, tiny_baselin
         load_classifier(saved, runtime="onnx")
     assert main(["predict", "--model", str(tiny_baseline_dir), "--runtime", "onnx", "Talks resume."]) == 2
     assert capsys.readouterr().err == (f"error: {tiny_baseline_dir}: a baseline model has no ONNX runtime (it runs on "
-                                       "numpy and scikit-learn); drop --runtime onnx, or pick a transformer or "
-                                       "embeddings model\n")
+                                       "numpy alone); drop --runtime onnx, or pick a transformer or embeddings "
+                                       "model\n")
     assert load_classifier(tiny_baseline_dir, runtime="torch").family == "baseline"
 
 
@@ -226,3 +226,16 @@ def test_the_pyfunc_loads_the_onnx_runtime(exported):
     assert served.model.runtime == "onnx"
     frame = served.predict(None, {"text": SENTENCES})
     assert list(frame["label"]) == [LABELS[i] for i in served.model.predict_proba(SENTENCES).argmax(axis=1)]
+
+
+def test_the_export_summary_names_what_was_kept_and_refused_and_the_runtime(tmp_path):
+    assert onnx.summary(tmp_path) is None  # saved without an export
+    record = {"default_runtime": "onnx", "onnx_file": "model.onnx", "checks": {
+        "fp32": {"label_agreement": 1.0, "article_macro_f1_drop": 0.0, "kept": True},
+        "int8": {"kept": False, "refused": "ONNX int8 labels agree with torch on 95.95% of the check sentences, "
+                                           "under the 99% required"}}}
+    (tmp_path / onnx.RECORD).write_text(json.dumps(record), encoding="utf-8")
+    assert onnx.summary(tmp_path) == (
+        "ONNX export: fp32 kept (labels agree 100.00%, article macro-F1 0.000 below torch); int8 refused (ONNX int8 "
+        "labels agree with torch on 95.95% of the check sentences, under the 99% required); the model loads on onnx "
+        "(model.onnx)")

@@ -60,7 +60,7 @@ class SpeechActClassifier:
 
     @property
     def runtime(self) -> str:
-        """onnx (ONNX Runtime), or torch: the family's own code (for the baseline, numpy and scikit-learn)."""
+        """onnx (ONNX Runtime), or torch: the family's own code (for the baseline, numpy)."""
         return self.model.runtime
 
     def __repr__(self) -> str:

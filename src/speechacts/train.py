@@ -337,6 +337,8 @@ def run(cfg: Config, extra_tags: dict[str, str] | None = None, progress=None) ->
         check = CheckSet(texts, labels, [r.in_article for r in rows], context.for_rows(cfg.model.context, rows))
         model_dir = model.save(Path(cfg.output_dir) / run_id / "model", config=cfg.model_dump(mode="json"), check=check)
         tracking.log_metrics(onnx.metrics(model_dir))
+        if (exported := onnx.summary(model_dir)) is not None:
+            print(f"  {exported}", flush=True)
         example = pd.DataFrame({"text": texts[:3]})
         registered = cfg.tracking.registered_model
         info = tracking.log_model(model_dir, example, proba_frame(model.predict_proba(texts[:3])), registered)

@@ -28,7 +28,7 @@ import numpy as np
 
 from speechacts.classifier import Classifier
 from speechacts.errors import ModelError
-from speechacts.labels import LABELS
+from speechacts.labels import LABELS, top_labels
 
 FP32, INT8 = "model.onnx", "model.int8.onnx"
 RECORD = "onnx.json"
@@ -113,26 +113,16 @@ class quiet_loggers:
             logger.setLevel(level)
 
 
-def macro_f1(truth: list[str], predicted: list[str]) -> float:
-    """Macro-F1 over the five labels (a label absent from both scores 0, as evaluation.scores does)."""
-    f1 = []
-    for label in LABELS:
-        tp = sum(t == label and p == label for t, p in zip(truth, predicted))
-        fp = sum(t != label and p == label for t, p in zip(truth, predicted))
-        fn = sum(t == label and p != label for t, p in zip(truth, predicted))
-        f1.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return float(np.mean(f1))
-
-
 def compare(reference: np.ndarray, proba: np.ndarray, check: CheckSet) -> dict[str, float]:
     """Label agreement, largest probability difference and the article macro-F1 drop of `proba`
     against the torch `reference` (article sentences; every sentence where there are none)."""
-    ref_labels = [LABELS[i] for i in reference.argmax(axis=1)]
-    labels = [LABELS[i] for i in proba.argmax(axis=1)]
+    from speechacts.evaluation import scores  # export runs at training time: scikit-learn is loaded
+
+    ref_labels, labels = top_labels(reference), top_labels(proba)
     scored = [i for i, a in enumerate(check.in_article) if a] or list(range(len(check.texts)))
     truth = [check.labels[i] for i in scored]
-    torch_f1 = macro_f1(truth, [ref_labels[i] for i in scored])
-    onnx_f1 = macro_f1(truth, [labels[i] for i in scored])
+    torch_f1 = scores(truth, [ref_labels[i] for i in scored])["macro_f1"]
+    onnx_f1 = scores(truth, [labels[i] for i in scored])["macro_f1"]
     return {"label_agreement": float(np.mean([a == b for a, b in zip(ref_labels, labels)])),
             "max_proba_diff": float(np.abs(reference - proba).max()),
             "article_macro_f1_torch": torch_f1, "article_macro_f1": onnx_f1,
@@ -195,6 +185,18 @@ def export_checked(model, module, tokenizer, path: Path, output: str, check: Che
     return record
 
 
+def summary(model_dir: Path) -> str | None:
+    """One line on what the export kept and refused, and the runtime the model loads on; None without one."""
+    record = read_record(Path(model_dir))
+    if record is None:
+        return None
+    parts = [f"{kind} kept (labels agree {r['label_agreement']:.2%}, article macro-F1 "
+             f"{r['article_macro_f1_drop']:.3f} below torch)" if r["kept"] else f"{kind} refused ({r['refused']})"
+             for kind, r in record.get("checks", {}).items()]
+    runtime = record["default_runtime"] + (f" ({record['onnx_file']})" if "onnx_file" in record else "")
+    return f"ONNX export: {'; '.join(parts) or 'no files'}; the model loads on {runtime}"
+
+
 def metrics(model_dir: Path) -> dict[str, float]:
     """The checks of a saved model's export as MLflow metrics (onnx_int8_label_agreement, ...)."""
     record = read_record(Path(model_dir))
@@ -230,7 +232,7 @@ def choose(path: Path, meta: dict[str, Any], runtime: str | None) -> str:
     record = read_record(path)
     if runtime == "onnx" and (record is None or "onnx_file" not in record):
         if meta["family"] == "baseline":
-            raise ModelError(f"{path}: a baseline model has no ONNX runtime (it runs on numpy and scikit-learn); "
+            raise ModelError(f"{path}: a baseline model has no ONNX runtime (it runs on numpy alone); "
                              "drop --runtime onnx, or pick a transformer or embeddings model")
         why = ("it was saved without an ONNX export" if record is None else
                "its ONNX export did not agree with torch (see onnx.json)")
