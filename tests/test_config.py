@@ -116,8 +116,8 @@ def test_malformed_override(override):
 
 
 def test_override_into_a_value_is_refused():
-    with pytest.raises(ConfigError, match="'seed' is a value, not a section"):
-        load_config(ROOT / "configs/baseline.yaml", ["seed.x=1"])
+    with pytest.raises(ConfigError, match="'family' is a value, not a section"):
+        load_config(ROOT / "configs/baseline.yaml", ["model.family.x=1"])
 
 
 def test_config_command_prints_the_resolved_config(capsys):
