@@ -19,19 +19,15 @@ Results: bench/results/baseline.json and bench/results/baseline.md.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
-import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predict import RESULTS, ROOT, authored, cold_start, machine, measured, register  # noqa: E402
+from bench_predict import RESULTS, ROOT, authored, cold_start, measured, register, save, start_record  # noqa: E402
 
 TARGETS = {"sentences_per_second": 50_000, "cold_start_s": 1.5}
 
@@ -165,11 +161,7 @@ def main() -> None:
     parser.add_argument("--candidate-char-range", nargs=2, type=int, default=[3, 5], metavar=("LOW", "HIGH"))
     parser.add_argument("--out", type=Path, default=RESULTS / "baseline.json")
     args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-               "command": " ".join(["python", *[str(a) for a in sys.argv]])}
+    results = start_record()
     (results["throughput"], model), results["other_processes_cores_during_throughput"] = measured(
         throughput, args.sentences, args.repeats, args.candidate_char_range)
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
@@ -196,10 +188,7 @@ def main() -> None:
                                   "met": median <= TARGETS["cold_start_s"]}
     if args.f1_store:
         results["f1"] = f1_runs(args.f1_store, args.runs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
-    print(markdown(results))
+    save(results, args.out, markdown)
 
 
 if __name__ == "__main__":
